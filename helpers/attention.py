@@ -1,0 +1,184 @@
+"""Attention scoring, masking and multi-head attention (d2l 1.0 names and signatures).
+
+Shapes follow d2l: queries (batch, n_q, d_q), keys (batch, n_k, d_k), values (batch, n_k, d_v);
+attention weights (batch, n_q, n_k), queries on rows and keys on columns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = [
+    "AdditiveAttention",
+    "DotProductAttention",
+    "MultiHeadAttention",
+    "masked_softmax",
+]
+
+
+def _check_qkv(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
+    """Raise a ValueError naming the tensors when queries/keys/values cannot be attended together."""
+    for name, t in (("queries", queries), ("keys", keys), ("values", values)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 3:
+            raise ValueError(f"{name} must be 3-D (batch, n, d), got shape {tuple(t.shape)}")
+    if not (queries.shape[0] == keys.shape[0] == values.shape[0]):
+        raise ValueError(
+            "queries, keys and values must share the batch size, got shapes "
+            f"{tuple(queries.shape)}, {tuple(keys.shape)}, {tuple(values.shape)}"
+        )
+    if keys.shape[1] != values.shape[1]:
+        raise ValueError(
+            "keys and values must have the same number of positions, got keys "
+            f"{tuple(keys.shape)} and values {tuple(values.shape)}"
+        )
+
+
+def _expand_valid_lens(
+    valid_lens: torch.Tensor | None, batch: int, n_q: int, device: torch.device
+) -> torch.Tensor | None:
+    """Return valid lengths as a (batch, n_q) integer tensor, or None for no masking."""
+    if valid_lens is None:
+        return None
+    lens = torch.as_tensor(valid_lens, device=device)
+    if lens.is_floating_point():
+        if not torch.equal(lens, lens.round()):
+            raise ValueError("valid_lens must hold whole numbers")
+        lens = lens.long()
+    if lens.dim() == 1:
+        if lens.shape[0] != batch:
+            raise ValueError(
+                f"valid_lens of shape {tuple(lens.shape)} does not match the batch size {batch}"
+            )
+        lens = lens[:, None].expand(batch, n_q)
+    elif lens.dim() == 2:
+        if tuple(lens.shape) != (batch, n_q):
+            raise ValueError(
+                f"valid_lens of shape {tuple(lens.shape)} must be (batch, n_q) = {(batch, n_q)}"
+            )
+    else:
+        raise ValueError(
+            f"valid_lens must be None, (batch,) or (batch, n_q); got shape {tuple(lens.shape)}"
+        )
+    if (lens < 0).any():
+        raise ValueError(f"valid_lens must be non-negative, got {lens.min().item()}")
+    return lens
+
+
+def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax over the last axis of X (batch, n_q, n_k), keeping only the first valid_lens keys.
+
+    valid_lens is None, (batch,) (one length per example) or (batch, n_q) (one per query).
+    Masked keys get exactly zero weight; a query with no valid key gets all-zero weights
+    (d2l returns uniform weights there). X is never modified, and gradients flow.
+    """
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"X must be a torch.Tensor, got {type(X).__name__}")
+    if X.dim() != 3:
+        raise ValueError(f"X must be 3-D (batch, n_q, n_k), got shape {tuple(X.shape)}")
+    batch, n_q, n_k = X.shape
+    lens = _expand_valid_lens(valid_lens, batch, n_q, X.device)
+    if lens is None:
+        return torch.softmax(X, dim=-1)
+    keep = torch.arange(n_k, device=X.device) < lens[..., None]  # (B, n_q, n_k)
+    any_valid = keep.any(dim=-1, keepdim=True)  # (B, n_q, 1)
+    # Masked keys score -inf; rows with no valid key score 0 everywhere so the softmax stays finite
+    # (no 0/0, hence no NaN in values or gradients), and are then zeroed.
+    fill = torch.where(any_valid, float("-inf"), 0.0).to(X.dtype)
+    scores = torch.where(keep, X, fill)
+    weights = torch.softmax(scores, dim=-1)
+    return torch.where(keep, weights, torch.zeros((), dtype=weights.dtype, device=X.device))
+
+
+class DotProductAttention(nn.Module):
+    """Scaled dot-product attention: softmax(Q Kᵀ / √d) V (d2l's `DotProductAttention`)."""
+
+    def __init__(self, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dropout = nn.Dropout(dropout)
+        self.attention_weights: torch.Tensor | None = None
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        """queries (B, n_q, d), keys (B, n_k, d), values (B, n_k, d_v) -> (B, n_q, d_v)."""
+        _check_qkv(queries, keys, values)
+        if queries.shape[-1] != keys.shape[-1]:
+            raise ValueError(
+                "dot-product attention needs queries and keys of the same width, got queries "
+                f"{tuple(queries.shape)} and keys {tuple(keys.shape)}"
+            )
+        d = queries.shape[-1]
+        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # (B, n_q, n_k)
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)  # (B, n_q, d_v)
+
+
+class AdditiveAttention(nn.Module):
+    """Additive attention: a(q, k) = w_vᵀ tanh(W_q q + W_k k) (d2l's `AdditiveAttention`)."""
+
+    def __init__(self, num_hiddens: int, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.W_k = nn.LazyLinear(num_hiddens, bias=False)
+        self.W_q = nn.LazyLinear(num_hiddens, bias=False)
+        self.w_v = nn.LazyLinear(1, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.attention_weights: torch.Tensor | None = None
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        """queries (B, n_q, d_q), keys (B, n_k, d_k), values (B, n_k, d_v) -> (B, n_q, d_v)."""
+        _check_qkv(queries, keys, values)
+        queries, keys = self.W_q(queries), self.W_k(keys)  # (B, n_q, h), (B, n_k, h)
+        features = torch.tanh(queries.unsqueeze(2) + keys.unsqueeze(1))  # (B, n_q, n_k, h)
+        scores = self.w_v(features).squeeze(-1)  # (B, n_q, n_k)
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)  # (B, n_q, d_v)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with `num_heads` parallel scaled dot-product heads (d2l 1.0)."""
+
+    def __init__(self, num_hiddens: int, num_heads: int, dropout: float = 0.0, bias=False, **kwargs):
+        super().__init__(**kwargs)
+        if num_heads <= 0 or num_hiddens % num_heads != 0:
+            raise ValueError(
+                f"num_hiddens ({num_hiddens}) must be a positive multiple of num_heads ({num_heads})"
+            )
+        self.num_heads = num_heads
+        self.attention = DotProductAttention(dropout)
+        self.W_q = nn.LazyLinear(num_hiddens, bias=bias)
+        self.W_k = nn.LazyLinear(num_hiddens, bias=bias)
+        self.W_v = nn.LazyLinear(num_hiddens, bias=bias)
+        self.W_o = nn.LazyLinear(num_hiddens, bias=bias)
+
+    def transpose_qkv(self, X: torch.Tensor) -> torch.Tensor:
+        """(B, n, num_hiddens) -> (B * num_heads, n, num_hiddens / num_heads)."""
+        X = X.reshape(X.shape[0], X.shape[1], self.num_heads, -1)  # (B, n, h, p)
+        X = X.permute(0, 2, 1, 3)  # (B, h, n, p)
+        return X.reshape(-1, X.shape[2], X.shape[3])  # (B*h, n, p)
+
+    def transpose_output(self, X: torch.Tensor) -> torch.Tensor:
+        """Undo `transpose_qkv`: (B * num_heads, n, p) -> (B, n, num_heads * p)."""
+        X = X.reshape(-1, self.num_heads, X.shape[1], X.shape[2])  # (B, h, n, p)
+        X = X.permute(0, 2, 1, 3)  # (B, n, h, p)
+        return X.reshape(X.shape[0], X.shape[1], -1)  # (B, n, h*p)
+
+    @property
+    def attention_weights(self) -> torch.Tensor | None:
+        """Per-head weights, (B * num_heads, n_q, n_k) as in d2l."""
+        return self.attention.attention_weights
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        """queries (B, n_q, d_q), keys (B, n_k, d_k), values (B, n_k, d_v) -> (B, n_q, num_hiddens)."""
+        _check_qkv(queries, keys, values)
+        queries = self.transpose_qkv(self.W_q(queries))  # (B*h, n_q, p)
+        keys = self.transpose_qkv(self.W_k(keys))  # (B*h, n_k, p)
+        values = self.transpose_qkv(self.W_v(values))  # (B*h, n_k, p)
+        if valid_lens is not None:
+            valid_lens = torch.repeat_interleave(
+                torch.as_tensor(valid_lens, device=queries.device), repeats=self.num_heads, dim=0
+            )
+        output = self.attention(queries, keys, values, valid_lens)  # (B*h, n_q, p)
+        return self.W_o(self.transpose_output(output))  # (B, n_q, num_hiddens)

@@ -1,0 +1,246 @@
+"""Figures for the book: d2l-style `plot`, `show_heatmaps`, `plot_kernel_reg` and a live `Animator`.
+
+Everything accepts tensors on any device and with gradients; they are detached and moved to the
+CPU before drawing. Figures are matplotlib figures (inline in JupyterLab and Colab).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+__all__ = ["Animator", "plot", "plot_kernel_reg", "set_figsize", "show_heatmaps", "to_numpy"]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A NumPy copy of x (tensor on any device, with or without grad, or array-like)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        return x.cpu().numpy()
+    return np.asarray(x)
+
+
+def set_figsize(figsize: tuple[float, float] = (3.5, 2.5)) -> None:
+    """Set the default figure size (d2l's `d2l.set_figsize`)."""
+    plt.rcParams["figure.figsize"] = figsize
+
+
+def set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend) -> None:
+    """Set labels, limits, scales and legend of matplotlib axes (d2l's `d2l.set_axes`)."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_xscale(xscale)
+    axes.set_yscale(yscale)
+    axes.set_xlim(xlim)
+    axes.set_ylim(ylim)
+    if legend:
+        axes.legend(legend)
+    axes.grid(True)
+
+
+def _has_one_axis(x: Any) -> bool:
+    x = to_numpy(x) if isinstance(x, torch.Tensor) else x
+    return (hasattr(x, "ndim") and x.ndim == 1) or (
+        isinstance(x, list) and len(x) > 0 and not hasattr(x[0], "__len__")
+    )
+
+
+def plot(
+    X,
+    Y=None,
+    xlabel=None,
+    ylabel=None,
+    legend=None,
+    xlim=None,
+    ylim=None,
+    xscale="linear",
+    yscale="linear",
+    fmts=("-", "m--", "g-.", "r:"),
+    figsize=(3.5, 2.5),
+    axes=None,
+):
+    """Plot one or several curves (d2l's `d2l.plot`); returns the axes."""
+    if legend is None:
+        legend = []
+    if axes is None:
+        _, axes = plt.subplots(figsize=figsize)
+    if _has_one_axis(X):
+        X = [X]
+    if Y is None:
+        X, Y = [[]] * len(X), X
+    elif _has_one_axis(Y):
+        Y = [Y]
+    if len(X) != len(Y):
+        X = X * len(Y)
+    axes.cla()
+    for x, y, fmt in zip(X, Y, fmts * len(Y)):
+        x, y = (to_numpy(x) if len(x) else x), to_numpy(y)
+        if len(x):
+            axes.plot(x, y, fmt)
+        else:
+            axes.plot(y, fmt)
+    set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend)
+    return axes
+
+
+def _as_4d(matrices: Any) -> np.ndarray:
+    m = to_numpy(matrices)
+    if m.ndim == 2:
+        return m[None, None]
+    if m.ndim == 3:
+        return m[None]
+    if m.ndim == 4:
+        return m
+    raise ValueError(
+        "matrices must be 2-D (n_q, n_k), 3-D (cols, n_q, n_k) or 4-D (rows, cols, n_q, n_k); "
+        f"got shape {tuple(m.shape)}"
+    )
+
+
+def show_heatmaps(
+    matrices,
+    xlabel: str,
+    ylabel: str,
+    titles: Sequence[str] | None = None,
+    figsize: tuple[float, float] = (2.5, 2.5),
+    cmap: str = "Reds",
+    vmin: float | None = None,
+    vmax: float | None = None,
+):
+    """Draw attention-weight heatmaps (d2l's `d2l.show_heatmaps`): queries on rows, keys on columns.
+
+    matrices: (n_q, n_k), (cols, n_q, n_k) or (rows, cols, n_q, n_k); any device, grad allowed.
+    Returns the figure.
+    """
+    m = _as_4d(matrices)
+    num_rows, num_cols = m.shape[:2]
+    if titles is not None and len(titles) != num_cols:
+        raise ValueError(f"titles has {len(titles)} entries but matrices has {num_cols} columns")
+    if m.size == 0:
+        raise ValueError(f"matrices is empty (shape {tuple(m.shape)})")
+    fig, axes = plt.subplots(
+        num_rows, num_cols, figsize=figsize, sharex=True, sharey=True, squeeze=False
+    )
+    pcm = None
+    for i, (row_axes, row_matrices) in enumerate(zip(axes, m)):
+        for j, (ax, matrix) in enumerate(zip(row_axes, row_matrices)):
+            pcm = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
+            if i == num_rows - 1:
+                ax.set_xlabel(xlabel)
+            if j == 0:
+                ax.set_ylabel(ylabel)
+            if titles:
+                ax.set_title(titles[j])
+    fig.colorbar(pcm, ax=axes, shrink=0.6)
+    return fig
+
+
+def plot_kernel_reg(y_hat, data, ax=None, label: str = "Pred", title: str | None = None):
+    """Plot a regression fit against the truth and the training points (d2l's `plot_kernel_reg`).
+
+    y_hat: (n_test,) predictions at data.x_test; data: a `helpers.data.RegressionData`.
+    """
+    y_hat = to_numpy(y_hat)
+    x_test = to_numpy(data.x_test)
+    if y_hat.shape != x_test.shape:
+        raise ValueError(
+            f"y_hat has shape {tuple(y_hat.shape)} but data.x_test has shape {tuple(x_test.shape)}"
+        )
+    ax = plot(
+        x_test,
+        [to_numpy(data.y_truth), y_hat],
+        "x",
+        "y",
+        legend=["Truth", label],
+        xlim=[0, 5],
+        ylim=[-1, 5],
+        axes=ax,
+    )
+    ax.plot(to_numpy(data.x_train), to_numpy(data.y_train), "o", alpha=0.5)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+class Animator:
+    """A live training plot (d2l's `d2l.Animator`): call `add(x, y)` as training goes.
+
+    The figure is shown once and then updated in place through a display handle, so it works in
+    JupyterLab, Colab and headless runs (nbclient applies the updates) without clearing anything
+    else the cell printed. Outside IPython it just records the points.
+    """
+
+    def __init__(
+        self,
+        xlabel=None,
+        ylabel=None,
+        legend=None,
+        xlim=None,
+        ylim=None,
+        xscale="linear",
+        yscale="linear",
+        fmts=("-", "m--", "g-.", "r:"),
+        figsize=(3.5, 2.5),
+        every: float = 0.2,
+    ):
+        self.legend = legend or []
+        self.fig = Figure(figsize=figsize)
+        self.axes = self.fig.subplots()
+        self.config_axes = lambda: set_axes(
+            self.axes, xlabel, ylabel, xlim, ylim, xscale, yscale, self.legend
+        )
+        self.fmts = fmts
+        self.X: list[list[float]] | None = None
+        self.Y: list[list[float]] | None = None
+        self.every = every  # seconds between redraws; the last point is always drawn by `show`
+        self._last = 0.0
+        self._handle = None
+
+    def add(self, x, y) -> None:
+        """Append one point per curve: x a number or a list, y a number or a list."""
+        if not hasattr(y, "__len__"):
+            y = [y]
+        n = len(y)
+        if not hasattr(x, "__len__"):
+            x = [x] * n
+        if self.X is None:
+            self.X = [[] for _ in range(n)]
+            self.Y = [[] for _ in range(n)]
+        for i, (a, b) in enumerate(zip(x, y)):
+            if a is not None and b is not None:
+                self.X[i].append(float(a))
+                self.Y[i].append(float(b))
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self.show()
+
+    def draw(self) -> None:
+        """Redraw the curves on the figure (no display)."""
+        self.axes.cla()
+        for x, y, fmt in zip(self.X or [], self.Y or [], self.fmts):
+            self.axes.plot(x, y, fmt)
+        self.config_axes()
+
+    def show(self) -> None:
+        """Draw and show (first call) or update (later calls) the figure in place."""
+        self.draw()
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # pragma: no cover - IPython is a dependency of the book
+            return
+        if get_ipython() is None:
+            return
+        if self._handle is None:
+            self._handle = display(self.fig, display_id=True)
+        else:
+            self._handle.update(self.fig)
