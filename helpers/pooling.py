@@ -1,0 +1,373 @@
+"""Attention pooling for 1-D regression: average pooling and Nadaraya-Watson kernel regression.
+
+The Nadaraya-Watson estimator predicts at a query x the weighted average
+
+    f(x) = sum_i alpha(x, x_i) y_i,  alpha(x, x_i) = K((x - x_i) / s) / sum_j K((x - x_j) / s),
+
+with bandwidth s (sigma): the keys are the training inputs x_i, the values are the training
+targets y_i and the attention weights alpha are a normalised kernel. With the Gaussian kernel the
+weights are a softmax over -((x - x_i) / s)^2 / 2, which is how they are computed here (never as
+exp / sum, which gives 0/0 for a query far from every key).
+
+Conventions: queries are rows and keys are columns of every weight matrix, (n_q, n_k).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "KERNELS",
+    "NWKernelRegression",
+    "attention_weights",
+    "average_pooling",
+    "boxcar",
+    "constant",
+    "epanechnikov",
+    "gaussian",
+    "leave_one_out",
+    "nadaraya_watson",
+]
+
+Kernel = str | Callable[[torch.Tensor], torch.Tensor]
+
+# The fused path works on lifted features whose float32 rounding error grows like
+# 6e-8 * (max |x - c| / sigma)^2; above these scaled radii the direct path is used instead.
+_LIFT_RADIUS = {torch.float32: 16.0, torch.float64: 1e5}
+# Rows of the (n_q, n_k) matrix built at once by the direct path: about 2^20 entries per chunk.
+_CHUNK_ELEMENTS = 2**20
+# Below this many (query, key) pairs the direct path is cheap and the most accurate.
+_DIRECT_MAX_PAIRS = 2**22
+
+
+# ------------------------------------------------------------------------------------------------
+# Kernels: functions of the scaled distance u = (x - x_i) / sigma, up to a constant factor
+# (which cancels in the normalised weights).
+# ------------------------------------------------------------------------------------------------
+
+
+def gaussian(u: torch.Tensor) -> torch.Tensor:
+    """Gaussian kernel exp(-u^2 / 2), elementwise: (...) -> (...)."""
+    return torch.exp(-(u**2) / 2)
+
+
+def boxcar(u: torch.Tensor) -> torch.Tensor:
+    """Boxcar kernel: 1 where |u| < 1, else 0 (in u's dtype): (...) -> (...)."""
+    return (u.abs() < 1).to(u.dtype)
+
+
+def constant(u: torch.Tensor) -> torch.Tensor:
+    """Constant kernel 1 everywhere: Nadaraya-Watson with it is average pooling. (...) -> (...)."""
+    return torch.ones_like(u)
+
+
+def epanechnikov(u: torch.Tensor) -> torch.Tensor:
+    """Epanechnikov kernel max(1 - u^2, 0) (the 3/4 factor cancels): (...) -> (...).
+
+    d2l's `epanechikov` is max(1 - |u|, 0), which is the triangular kernel; this is the real one.
+    """
+    return torch.clamp(1 - u**2, min=0)
+
+
+KERNELS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gaussian": gaussian,
+    "boxcar": boxcar,
+    "constant": constant,
+    "epanechnikov": epanechnikov,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Input checks
+# ------------------------------------------------------------------------------------------------
+
+
+def _kernel_name(kernel: Kernel) -> str | Callable[[torch.Tensor], torch.Tensor]:
+    """A known kernel's name (also for the functions above), or the user's callable."""
+    if isinstance(kernel, str):
+        if kernel not in KERNELS:
+            raise ValueError(
+                f"kernel must be one of {sorted(KERNELS)} or a callable, got {kernel!r}"
+            )
+        return kernel
+    for name, fn in KERNELS.items():
+        if kernel is fn:
+            return name
+    if callable(kernel):
+        return kernel
+    raise TypeError(f"kernel must be a name or a callable, got {type(kernel).__name__}")
+
+
+def _bandwidth(bandwidth: float | torch.Tensor) -> float:
+    if isinstance(bandwidth, torch.Tensor):
+        if bandwidth.numel() != 1:
+            raise ValueError(f"bandwidth must be a scalar, got shape {tuple(bandwidth.shape)}")
+        bandwidth = bandwidth.item()
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)):
+        raise TypeError(f"bandwidth must be a positive number, got {type(bandwidth).__name__}")
+    if not (bandwidth > 0 and math.isfinite(bandwidth)):
+        raise ValueError(f"bandwidth must be a positive finite number, got {bandwidth}")
+    return float(bandwidth)
+
+
+def _float(x: torch.Tensor, name: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.is_complex():
+        raise TypeError(f"{name} must be real, got dtype {x.dtype}")
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    return x
+
+
+def _check(
+    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.dtype, torch.dtype]:
+    """Validate shapes and devices; return the tensors, the result dtype and the compute dtype."""
+    queries, keys = _float(queries, "queries"), _float(keys, "keys")
+    if queries.dim() != 1:
+        raise ValueError(f"queries must be 1-D (n_q,), got shape {tuple(queries.shape)}")
+    if keys.dim() != 1:
+        raise ValueError(f"keys must be 1-D (n_k,), got shape {tuple(keys.shape)}")
+    if queries.numel() == 0 or keys.numel() == 0:
+        raise ValueError(
+            f"queries and keys must be non-empty, got shapes {tuple(queries.shape)} and "
+            f"{tuple(keys.shape)}"
+        )
+    dtype = torch.promote_types(queries.dtype, keys.dtype)
+    if values is not None:
+        values = _float(values, "values")
+        if values.dim() not in (1, 2) or values.shape[0] != keys.shape[0]:
+            raise ValueError(
+                f"values must be (n_k,) or (n_k, d_v) with n_k = {keys.shape[0]} as in keys, "
+                f"got shape {tuple(values.shape)}"
+            )
+        if values.numel() == 0:
+            raise ValueError(f"values must be non-empty, got shape {tuple(values.shape)}")
+        dtype = torch.promote_types(dtype, values.dtype)
+    devices = {t.device for t in (queries, keys, values) if t is not None}
+    if len(devices) > 1:
+        raise ValueError(f"queries, keys and values must be on one device, got {devices}")
+    compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    return queries, keys, values, dtype, compute
+
+
+# ------------------------------------------------------------------------------------------------
+# Weights
+# ------------------------------------------------------------------------------------------------
+
+
+def _weights(q: torch.Tensor, k: torch.Tensor, kernel, h: float) -> torch.Tensor:
+    """Normalised weights of queries q (m,) over keys k (n_k,): (m, n_k), rows sum to 1."""
+    u = (q[:, None] - k[None, :]) / h  # (m, 1) - (1, n_k) -> (m, n_k)
+    if kernel == "gaussian":
+        return torch.softmax(-(u**2) / 2, dim=1)  # stable: the largest log-weight becomes 0
+    if kernel == "constant":
+        return torch.full_like(u, 1.0 / k.numel())
+    fn = KERNELS[kernel] if isinstance(kernel, str) else kernel
+    w = fn(u).to(u.dtype)  # (m, n_k)
+    if w.shape != u.shape:
+        raise ValueError(f"kernel returned shape {tuple(w.shape)} for input {tuple(u.shape)}")
+    total = w.sum(dim=1, keepdim=True)  # (m, 1)
+    empty = total.squeeze(1) <= 0  # (m,) rows with no key in reach
+    if empty.any():
+        # Fallback: the nearest key(s), shared equally when tied -- the limit of the estimate as
+        # the bandwidth shrinks towards the distance of the nearest key.
+        d = u[empty].abs()  # (e, n_k)
+        w = w.clone()
+        w[empty] = (d == d.min(dim=1, keepdim=True).values).to(w.dtype)
+        total = w.sum(dim=1, keepdim=True)
+    return w / total
+
+
+def attention_weights(
+    queries: torch.Tensor, keys: torch.Tensor, kernel: Kernel = "gaussian", bandwidth: float = 1.0
+) -> torch.Tensor:
+    """Nadaraya-Watson weights: queries (n_q,), keys (n_k,) -> (n_q, n_k), each row sums to 1.
+
+    kernel: "gaussian", "boxcar", "constant", "epanechnikov" (or one of those functions), or any
+    callable mapping scaled distances u = (x - x_i) / bandwidth to non-negative weights.
+    A query with no key in a compact kernel's reach puts all weight on its nearest key (shared
+    equally between keys at the same distance), never NaN. Half-precision inputs are computed in
+    float32 and returned in their own dtype.
+    """
+    queries, keys, _, dtype, compute = _check(queries, keys)
+    kernel, h = _kernel_name(kernel), _bandwidth(bandwidth)
+    return _weights(queries.to(compute), keys.to(compute), kernel, h).to(dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# Nadaraya-Watson regression
+# ------------------------------------------------------------------------------------------------
+
+
+def _nw_direct(q, k, v, kernel, h) -> torch.Tensor:
+    """Direct path, query chunks of about 2^20 (query, key) pairs: (n_q,), (n_k,), (n_k, d_v)."""
+    rows = max(1, _CHUNK_ELEMENTS // k.numel())
+    return torch.cat([_weights(q[i : i + rows], k, kernel, h) @ v for i in range(0, len(q), rows)])
+
+
+def _lifted(q, k, v, h) -> torch.Tensor:
+    """Gaussian NW as one fused dot-product attention call on lifted features: (n_q, d_v).
+
+    -(q - k)^2 / 2 = q k - k^2 / 2 - q^2 / 2 and the last term is the same for every key, so it
+    cancels in the softmax: [q, 1] . [k, -k^2 / 2] gives the same weights. The caller centres the
+    inputs first (see `_fused_or_direct`) so that the products stay small.
+    """
+    v_mean = v.mean(dim=0)  # (d_v,)
+    d_v = v.shape[1]
+    # The fused CPU kernel needs 4-D inputs with one common last dimension (CUDA likes 8-multiples)
+    d = max(2, d_v)
+    if q.device.type == "cuda":
+        d = -(-d // 8) * 8
+    Q = q.new_zeros(1, 1, len(q), d)  # (1, 1, n_q, d): [q, 1, 0...]
+    Q[0, 0, :, 0], Q[0, 0, :, 1] = q / h, 1
+    K = k.new_zeros(1, 1, len(k), d)  # (1, 1, n_k, d): [k, -k^2/2, 0...]
+    K[0, 0, :, 0], K[0, 0, :, 1] = k / h, -((k / h) ** 2) / 2
+    V = v.new_zeros(1, 1, len(k), d)  # (1, 1, n_k, d): [v - mean, 0...]
+    V[0, 0, :, :d_v] = v - v_mean
+    out = F.scaled_dot_product_attention(Q, K, V, scale=1.0)  # (1, 1, n_q, d)
+    return out[0, 0, :, :d_v] + v_mean  # (n_q, d_v)
+
+
+def _fused_or_direct(q, k, v, h, strict: bool) -> torch.Tensor:
+    """Gaussian NW: fused lifted path for queries near the keys, direct path for the rest.
+
+    Inputs are centred on the key mean; the lifted scores' rounding error grows like
+    eps * (max |x - c| / h)^2, so queries (or key sets) beyond `_LIFT_RADIUS` take the direct path.
+    """
+    centre = k.mean()
+    qc, kc = q - centre, k - centre  # centred (n_q,), (n_k,)
+    limit = _LIFT_RADIUS.get(q.dtype, 0.0) * h
+    near = qc.abs() <= limit  # (n_q,)
+    if not kc.abs().max().item() <= limit:
+        near = torch.zeros_like(near)
+    if strict and not bool(near.all()):
+        raise ValueError(
+            "method='fused': queries/keys are too far apart relative to the bandwidth for the "
+            "lifted features' precision; use method='auto' or 'direct'"
+        )
+    if bool(near.all()):
+        return _lifted(qc, kc, v, h)
+    out = v.new_empty(len(q), v.shape[1])  # (n_q, d_v)
+    if bool(near.any()):
+        out[near] = _lifted(qc[near], kc, v, h)
+    out[~near] = _nw_direct(q[~near], k, v, "gaussian", h)
+    return out
+
+
+def nadaraya_watson(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    kernel: Kernel = "gaussian",
+    bandwidth: float = 1.0,
+    method: str = "auto",
+) -> torch.Tensor:
+    """Nadaraya-Watson kernel regression: queries (n_q,), keys (n_k,), values (n_k,) or (n_k, d_v)
+    -> (n_q,) or (n_q, d_v).
+
+    Never builds the whole (n_q, n_k) weight matrix for large problems, so memory stays
+    O(n_q + n_k): the Gaussian kernel runs as PyTorch's fused `scaled_dot_product_attention` on
+    lifted features ("fused"), other kernels on query chunks ("direct"). `method="auto"` uses the
+    direct path for small problems and whenever the lifted features would lose precision
+    (queries far from the keys relative to the bandwidth). Kernels as in `attention_weights`.
+    """
+    queries, keys, values, dtype, compute = _check(queries, keys, values)
+    kernel, h = _kernel_name(kernel), _bandwidth(bandwidth)
+    if method not in ("auto", "direct", "fused"):
+        raise ValueError(f"method must be 'auto', 'direct' or 'fused', got {method!r}")
+    if method == "fused" and kernel != "gaussian":
+        raise ValueError(f"method='fused' needs the Gaussian kernel, got {kernel!r}")
+    q, k = queries.to(compute), keys.to(compute)
+    v = values.to(compute)
+    v = v[:, None] if v.dim() == 1 else v  # (n_k, d_v)
+    out = None
+    if kernel == "constant":
+        out = v.mean(dim=0).expand(len(q), -1)
+    elif kernel == "gaussian" and (
+        method == "fused" or (method == "auto" and len(q) * len(k) > _DIRECT_MAX_PAIRS)
+    ):
+        out = _fused_or_direct(q, k, v, h, strict=method == "fused")
+    if out is None:
+        out = _nw_direct(q, k, v, kernel, h)
+    out = out.to(dtype)
+    return out[:, 0].clone() if values.dim() == 1 else out.clone()
+
+
+def average_pooling(values: torch.Tensor, n_queries: int) -> torch.Tensor:
+    """Average pooling, every query gets the mean value: values (n_k,) or (n_k, d_v)
+    -> (n_queries,) or (n_queries, d_v)."""
+    values = _float(values, "values")
+    if values.dim() not in (1, 2) or values.shape[0] == 0:
+        raise ValueError(
+            f"values must be non-empty (n_k,) or (n_k, d_v), got shape {tuple(values.shape)}"
+        )
+    if isinstance(n_queries, bool) or not isinstance(n_queries, int):
+        raise TypeError(f"n_queries must be an int, got {type(n_queries).__name__}")
+    if n_queries < 1:
+        raise ValueError(f"n_queries must be at least 1, got {n_queries}")
+    mean = values.mean(dim=0)  # () or (d_v,)
+    return mean.repeat(n_queries, *([1] * mean.dim()))
+
+
+def leave_one_out(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values for training without self-attention: x, y (n,) -> keys, values (n, n - 1).
+
+    Row i holds every training point except the i-th (d2l's masked `repeat` construction).
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError("x and y must be torch.Tensors")
+    if x.dim() != 1 or y.shape != x.shape:
+        raise ValueError(
+            f"x and y must be 1-D of one length, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    n = x.numel()
+    if n < 2:
+        raise ValueError(f"leave-one-out needs at least 2 points, got {n}")
+    keep = ~torch.eye(n, dtype=torch.bool, device=x.device)  # (n, n), False on the diagonal
+    keys = x.repeat(n, 1)[keep].reshape(n, n - 1)  # (n, n) -> (n, n - 1)
+    values = y.repeat(n, 1)[keep].reshape(n, n - 1)  # (n, n) -> (n, n - 1)
+    return keys, values
+
+
+class NWKernelRegression(nn.Module):
+    """Parametric Nadaraya-Watson pooling with one learnable width w (d2l's `NWKernelRegression`).
+
+    alpha(x, x_i) = softmax_i(-((x - x_i) w)^2 / 2), so w plays the part of 1 / sigma.
+    The weights of the last forward pass are kept in `attention_weights`, (n_q, n_k).
+    """
+
+    def __init__(self, w: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        init = torch.rand((1,)) if w is None else torch.tensor([float(w)])
+        self.w = nn.Parameter(init)
+        self.attention_weights: torch.Tensor | None = None
+
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    ) -> torch.Tensor:
+        """queries (n_q,); keys, values (n_q, n_k) or (n_k,) (shared by all queries) -> (n_q,)."""
+        if queries.dim() != 1:
+            raise ValueError(f"queries must be 1-D (n_q,), got shape {tuple(queries.shape)}")
+        if keys.dim() == 1:
+            keys = keys.expand(len(queries), -1)  # (n_k,) -> (n_q, n_k), a view
+        if values.dim() == 1:
+            values = values.expand(len(queries), -1)
+        if keys.shape != values.shape or keys.dim() != 2 or keys.shape[0] != len(queries):
+            raise ValueError(
+                f"keys and values must both be (n_q, n_k) with n_q = {len(queries)}, got "
+                f"{tuple(keys.shape)} and {tuple(values.shape)}"
+            )
+        if keys.shape[1] == 0:
+            raise ValueError("keys must have at least one column (n_k >= 1)")
+        scores = -(((queries[:, None] - keys) * self.w) ** 2) / 2  # (n_q, 1) - (n_q, n_k)
+        self.attention_weights = torch.softmax(scores, dim=1)  # (n_q, n_k)
+        # (n_q, 1, n_k) @ (n_q, n_k, 1) -> (n_q, 1, 1)
+        out = torch.bmm(self.attention_weights.unsqueeze(1), values.unsqueeze(-1))
+        return out.reshape(-1)  # (n_q,)
