@@ -41,6 +41,10 @@ Kernel = str | Callable[[torch.Tensor], torch.Tensor]
 _LIFT_RADIUS = {torch.float32: 16.0, torch.float64: 1e5}
 # Rows of the (n_q, n_k) matrix built at once by the direct path: about 2^20 entries per chunk.
 _CHUNK_ELEMENTS = 2**20
+# Keys per fused call on the CPU (the blocks are merged in float64, see `_lifted`).
+_KEY_BLOCK = 2**14
+# PyTorch's fused CPU attention kernel that also returns the log-sum-exp (None if unavailable).
+_FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 # Below this many (query, key) pairs the direct path is cheap and the most accurate.
 _DIRECT_MAX_PAIRS = 2**22
 
@@ -231,8 +235,25 @@ def _lifted(q, k, v, h) -> torch.Tensor:
     K[0, 0, :, 0], K[0, 0, :, 1] = k / h, -((k / h) ** 2) / 2
     V = v.new_zeros(1, 1, len(k), d)  # (1, 1, n_k, d): [v - mean, 0...]
     V[0, 0, :, :d_v] = v - v_mean
-    out = F.scaled_dot_product_attention(Q, K, V, scale=1.0)  # (1, 1, n_q, d)
-    return out[0, 0, :, :d_v] + v_mean  # (n_q, d_v)
+    if _FLASH_CPU is None or q.device.type != "cpu":
+        out = F.scaled_dot_product_attention(Q, K, V, scale=1.0)  # (1, 1, n_q, d)
+        return out[0, 0, :, :d_v] + v_mean  # (n_q, d_v)
+    # On the CPU, run the fused kernel on blocks of keys and merge the blocks' softmaxes through
+    # their log-sum-exps in float64: float32 running sums over a million keys drift by ~1e-3.
+    num = torch.zeros(len(q), d_v, dtype=torch.float64)  # running sum of exp(lse - m) * out
+    den = torch.zeros(len(q), dtype=torch.float64)  # running sum of exp(lse - m)
+    m = torch.full((len(q),), -math.inf, dtype=torch.float64)  # running max of lse
+    for i in range(0, len(k), _KEY_BLOCK):
+        block = slice(i, i + _KEY_BLOCK)
+        # out (1, 1, n_q, d), lse (1, 1, n_q)
+        out, lse = _FLASH_CPU(Q, K[:, :, block], V[:, :, block], scale=1.0)
+        lse = lse[0, 0].double()  # (n_q,)
+        m_new = torch.maximum(m, lse)
+        old, new = torch.exp(m - m_new), torch.exp(lse - m_new)  # (n_q,), (n_q,)
+        num = num * old[:, None] + new[:, None] * out[0, 0, :, :d_v].double()
+        den = den * old + new
+        m = m_new
+    return (num / den[:, None]).to(v.dtype) + v_mean  # (n_q, d_v)
 
 
 def _fused_or_direct(q, k, v, h, strict: bool) -> torch.Tensor:
