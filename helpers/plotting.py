@@ -121,11 +121,14 @@ def show_heatmaps(
     Returns the figure.
     """
     m = _as_4d(matrices)
-    num_rows, num_cols = m.shape[:2]
-    if titles is not None and len(titles) != num_cols:
-        raise ValueError(f"titles has {len(titles)} entries but matrices has {num_cols} columns")
     if m.size == 0:
         raise ValueError(f"matrices is empty (shape {tuple(m.shape)})")
+    num_rows, num_cols = m.shape[:2]
+    # One colour scale for all panels, so equal colours mean equal weights across panels.
+    vmin = float(np.nanmin(m)) if vmin is None and m.size else vmin
+    vmax = float(np.nanmax(m)) if vmax is None and m.size else vmax
+    if titles is not None and len(titles) != num_cols:
+        raise ValueError(f"titles has {len(titles)} entries but matrices has {num_cols} columns")
     fig, axes = plt.subplots(
         num_rows, num_cols, figsize=figsize, sharex=True, sharey=True, squeeze=False
     )

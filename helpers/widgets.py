@@ -16,8 +16,9 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
 from matplotlib.figure import Figure
+from matplotlib.patches import Circle, Rectangle
 
-__all__ = ["build_explorer"]
+__all__ = ["build_explorer", "desk_scene_explorer", "draw_desk_scene"]
 
 
 def build_explorer(
@@ -56,6 +57,54 @@ def build_explorer(
 # ---------------------------------------------------------------------------------------------
 # Chapter 00: the desk scene
 # ---------------------------------------------------------------------------------------------
+
+
+def draw_desk_scene(intention: str, saliency: float) -> tuple[Figure, dict[str, Any]]:
+    """The desk (objects shaded by their weight) beside a bar chart of the weights."""
+    from helpers.cues import DESK_OBJECTS, desk_scene_weights
+
+    weights = desk_scene_weights(intention, saliency)  # (5,)
+    winner = DESK_OBJECTS[int(weights.argmax())]
+    fig = Figure(figsize=(8, 2.8))
+    ax_desk, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
+    ax_desk.add_patch(Rectangle((0, 0), 10, 5, color="burlywood", alpha=0.35))
+    places = [(0.4, 2.8), (2.3, 0.6), (4.4, 2.8), (6.3, 0.6), (7.9, 2.9)]
+    for (x, y), name, w in zip(places, DESK_OBJECTS, weights.tolist()):
+        edge = 1 + 6 * w
+        if name == "red coffee cup":
+            ax_desk.add_patch(Circle((x + 0.7, y + 0.8), 0.7, fc="red", ec="black", lw=edge))
+        else:
+            ax_desk.add_patch(Rectangle((x, y), 1.6, 1.9, fc="white", ec="black", lw=edge))
+        ax_desk.text(x + 0.8, y - 0.35, f"{name}\n{w:.2f}", ha="center", va="top", fontsize=7)
+    ax_desk.set_xlim(-0.2, 10.2)
+    ax_desk.set_ylim(-0.9, 5.2)
+    ax_desk.set_aspect("equal")
+    ax_desk.axis("off")
+    ax_desk.set_title(f"intention: {intention}; saliency {saliency:.1f}", fontsize=9)
+    colors = ["tab:red" if n == winner else "tab:gray" for n in DESK_OBJECTS]
+    ax_bar.barh(list(DESK_OBJECTS), weights.tolist(), color=colors)
+    ax_bar.set_xlim(0, 1)
+    ax_bar.invert_yaxis()
+    ax_bar.set_xlabel("attention weight")
+    ax_bar.set_title(f"most attention: {winner}", fontsize=9)
+    fig.tight_layout()
+    return fig, {"weights": weights.tolist(), "winner": winner}
+
+
+def desk_scene_explorer(intention: str = "read a book", saliency: float = 1.0) -> widgets.VBox:
+    """Pick an intention (volitional cue) and a saliency strength (non-volitional cue)."""
+    from helpers.cues import DESK_INTENTIONS, desk_scene_scores
+
+    desk_scene_scores(intention, saliency)  # a clear ValueError/TypeError for bad arguments
+    controls = {
+        "intention": widgets.Dropdown(
+            options=list(DESK_INTENTIONS), value=intention, description="intention"
+        ),
+        "saliency": widgets.FloatSlider(
+            value=saliency, min=0.0, max=5.0, step=0.1, description="saliency"
+        ),
+    }
+    return build_explorer(controls, draw_desk_scene, title="Which object gets the attention?")
 
 
 # ---------------------------------------------------------------------------------------------
