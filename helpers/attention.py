@@ -168,7 +168,7 @@ def self_attention_steps(
     w_value: torch.Tensor,
     scale: bool = False,
 ) -> SelfAttentionSteps:
-    """Self-attention on x (..., n, d_in) step by step; w_*: (d_in, d_k), (d_in, d_k), (d_in, d_v)."""
+    """Self-attention on x (..., n, d_in), step by step, with (d_in, d) weight matrices.
 
     scores = Q Kᵀ (divided by √d_k when `scale`), weights = softmax(scores) over the keys,
     weighted_values[i, j] = weights[i, j] * values[j], outputs[i] = sum_j weighted_values[i, j].
