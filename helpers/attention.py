@@ -19,6 +19,7 @@ __all__ = [
     "SelfAttentionSteps",
     "masked_softmax",
     "self_attention_steps",
+    "worked_example",
 ]
 
 
@@ -202,6 +203,17 @@ def self_attention_steps(
     weighted_values = weights[..., :, :, None] * values[..., None, :, :]  # (..., n_q, n_k, d_v)
     outputs = weighted_values.sum(dim=-2)  # (..., n_q, d_v)
     return SelfAttentionSteps(queries, keys, values, scores, weights, weighted_values, outputs)
+
+
+def worked_example(
+    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chapter 04's running case: x (3, 4) and w_query, w_key, w_value, each (4, 3)."""
+    x = [[1, 0, 1, 0], [0, 2, 0, 2], [1, 1, 1, 1]]
+    w_query = [[1, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 1]]
+    w_key = [[0, 0, 1], [1, 1, 0], [0, 1, 0], [1, 1, 0]]
+    w_value = [[0, 2, 0], [0, 3, 0], [1, 0, 3], [1, 1, 0]]
+    return tuple(torch.tensor(t, dtype=dtype, device=device) for t in (x, w_query, w_key, w_value))
 
 
 class MultiHeadAttention(nn.Module):
