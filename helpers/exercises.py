@@ -56,9 +56,13 @@ def check_scaled_weights(weights: Any) -> bool:
 
     want = self_attention_steps(*worked_example(torch.float64), scale=True).weights
     if not _matches(weights, want):
-        shape = tuple(torch.as_tensor(weights).shape) if hasattr(weights, "__len__") else ()
+        try:
+            shape = tuple(torch.as_tensor(weights).shape)
+        except (TypeError, ValueError, RuntimeError):
+            shape = None
         hint = (
-            f"expected a (3, 3) tensor, one row per query, got shape {shape}. "
+            f"expected a (3, 3) tensor, one row per query, got {type(weights).__name__}"
+            + (f" of shape {shape}. " if shape else ". ")
             if shape != (3, 3)
             else "divide every score by the square root of the key width (3) *before* softmax. "
         )
@@ -88,8 +92,8 @@ def check_cross_attention(outputs: Any, y: Any) -> bool:
     weights = torch.softmax((y @ wq) @ (x @ wk).T, dim=-1)  # (m, 3)
     return check(
         _matches(outputs, weights @ (x @ wv)),
-        "queries come from y @ w_query; keys and values from x @ w_key and x @ w_value; "
-        "the result has one row per row of y.",
+        "queries come from the new rows times w_query; keys and values from x times w_key "
+        "and w_value; the result has one row per query.",
         "Correct! One output per query: the keys' sequence only sets how many values are mixed.",
     )
 
