@@ -17,6 +17,7 @@ from helpers.attention import (
     DotProductAttention,
     masked_softmax,
     self_attention_steps,
+    worked_example,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -400,3 +401,10 @@ def test_self_attention_steps_rejects_bad_shapes():
         self_attention_steps(x[0], wq, wk, wv)
     with pytest.raises(TypeError, match="w_value must be a floating-point"):
         self_attention_steps(x, wq, wk, wv.long())
+
+
+def test_worked_example_helper_returns_the_chapter_tensors():
+    x, wq, wk, wv = worked_example(torch.float64)
+    assert x.tolist() == X and wq.tolist() == W_QUERY and wk.tolist() == W_KEY
+    assert wv.tolist() == W_VALUE and x.dtype == torch.float64
+    assert worked_example()[0].dtype == torch.float32
