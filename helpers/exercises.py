@@ -99,6 +99,119 @@ def check_best_constant(answer: float, data) -> bool:
 # Chapters 04-05
 # ---------------------------------------------------------------------------------------------
 
+import math  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+
+__all__ += [
+    "check_cross_attention",
+    "check_gaussian_bias",
+    "check_masked_row",
+    "check_permuted_outputs",
+    "check_scaled_weights",
+    "check_score_variance",
+]
+
+
+def _matches(answer: Any, want: torch.Tensor, atol: float = 1e-4) -> bool:
+    """True when `answer` (tensor or nested list) has want's shape and values within atol."""
+    try:
+        got = torch.as_tensor(answer, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    want = want.detach().cpu().double()
+    return got.shape == want.shape and bool(torch.allclose(got, want, atol=atol, rtol=0))
+
+
+def check_scaled_weights(weights: Any) -> bool:
+    """Chapter 04, exercise 1: the worked example's weights with scores divided by √d_k."""
+    from helpers.attention import self_attention_steps, worked_example
+
+    want = self_attention_steps(*worked_example(torch.float64), scale=True).weights
+    if not _matches(weights, want):
+        try:
+            shape = tuple(torch.as_tensor(weights).shape)
+        except (TypeError, ValueError, RuntimeError):
+            shape = None
+        hint = (
+            f"expected a (3, 3) tensor, one row per query, got {type(weights).__name__}"
+            + (f" of shape {shape}. " if shape else ". ")
+            if shape != (3, 3)
+            else "divide every score by the square root of the key width (3) *before* softmax. "
+        )
+        return check(False, hint + "Each row must still sum to 1.")
+    return check(True, "", "Correct! Scaling flattens the weights: compare with the unscaled ones.")
+
+
+def check_permuted_outputs(outputs: Any, order: Any) -> bool:
+    """Chapter 04, exercise 2: self-attention outputs for x[order], predicted, not recomputed."""
+    from helpers.attention import self_attention_steps, worked_example
+
+    x, wq, wk, wv = worked_example(torch.float64)
+    want = self_attention_steps(x[list(order)], wq, wk, wv).outputs
+    return check(
+        _matches(outputs, want),
+        "reorder the rows of the outputs you already have, the way the inputs were reordered.",
+        "Correct! Self-attention is permutation equivariant: shuffle inputs, outputs follow.",
+    )
+
+
+def check_cross_attention(outputs: Any, y: Any) -> bool:
+    """Chapter 04, exercise 3: queries from y (m, 4); keys and values from the worked example."""
+    from helpers.attention import worked_example
+
+    x, wq, wk, wv = worked_example(torch.float64)
+    y = torch.as_tensor(y, dtype=torch.float64)
+    weights = torch.softmax((y @ wq) @ (x @ wk).T, dim=-1)  # (m, 3)
+    return check(
+        _matches(outputs, weights @ (x @ wv)),
+        "queries come from the new rows times w_query; keys and values from x times w_key "
+        "and w_value; the result has one row per query.",
+        "Correct! One output per query: the keys' sequence only sets how many values are mixed.",
+    )
+
+
+def check_masked_row(weights: Any) -> bool:
+    """Chapter 05, exercise 1: masked softmax of the scores [1, 2, 3, 4] with valid length 2."""
+    want = torch.tensor([math.exp(1), math.exp(2), 0.0, 0.0]) / (math.exp(1) + math.exp(2))
+    return check(
+        _matches(weights, want),
+        "four weights; keys past the valid length get exactly 0, the others are a softmax "
+        "over the valid scores only.",
+    )
+
+
+def check_score_variance(variance: Any, d: int = 64) -> bool:
+    """Chapter 05, exercise 2: Var(qᵀk) for independent q, k with mean-0, variance-1 entries."""
+    try:
+        ok = abs(float(variance) - d) < 0.5
+    except (TypeError, ValueError):
+        ok = False
+    return check(
+        ok,
+        "qᵀk is a sum of d independent products q_i k_i; each has mean 0 and variance "
+        "E[q_i²] E[k_i²].",
+        "Correct! That is why the scores are divided by √d: it brings the variance back to 1.",
+    )
+
+
+def check_gaussian_bias(bias: Any, keys: Any) -> bool:
+    """Chapter 05, exercise 3: the per-key bias b so that softmax(qᵀk + b) = Gaussian weights."""
+    k = torch.as_tensor(keys, dtype=torch.float64)
+    try:
+        b = torch.as_tensor(bias, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        b = torch.empty(0, dtype=torch.float64)
+    # a softmax ignores a constant added to every score, so compare b up to a shift
+    want = -(k**2).sum(-1) / 2  # (n_k,)
+    ok = b.shape == want.shape and bool(torch.allclose(b - b.mean(), want - want.mean(), atol=1e-4))
+    return check(
+        ok,
+        "expand -‖q - k‖²/2 and keep only the terms that change from key to key.",
+        "Correct! The ‖q‖² term is the same for every key, so the softmax cancels it.",
+    )
+
 
 # ---------------------------------------------------------------------------------------------
 # Chapters 06-07
