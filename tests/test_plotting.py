@@ -137,3 +137,12 @@ def test_animator_displays_once_then_updates_in_place(monkeypatch):
         anim.add(i, i * i)
     assert [c[0] for c in calls] == ["display", "update", "update", "update"]
     assert all(c[1] is anim.fig for c in calls)
+
+
+def test_heatmap_tick_labels_name_keys_and_queries():
+    fig = show_heatmaps(torch.rand(2, 3), "k", "q", xticklabels=["a", "b", "c"], yticklabels="xy")
+    ax = heatmap_axes(fig)[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y"]
+    with pytest.raises(ValueError, match="xticklabels has 2 entries"):
+        show_heatmaps(torch.rand(2, 3), "k", "q", xticklabels=["a", "b"])
