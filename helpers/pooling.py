@@ -39,8 +39,8 @@ Kernel = str | Callable[[torch.Tensor], torch.Tensor]
 # The fused path works on lifted features whose float32 rounding error grows like
 # 6e-8 * (max |x - c| / sigma)^2; above these scaled radii the direct path is used instead.
 _LIFT_RADIUS = {torch.float32: 16.0, torch.float64: 1e5}
-# Rows of the (n_q, n_k) matrix built at once by the direct path: about 2^20 entries per chunk.
-_CHUNK_ELEMENTS = 2**20
+# Rows of the (n_q, n_k) matrix built at once by the direct path: about 2^21 entries per chunk.
+_CHUNK_ELEMENTS = 2**21
 # Keys per fused call on the CPU (the blocks are merged in float64, see `_lifted`).
 _KEY_BLOCK = 2**14
 # PyTorch's fused CPU attention kernel that also returns the log-sum-exp (None if unavailable).
@@ -170,7 +170,9 @@ def _weights(q: torch.Tensor, k: torch.Tensor, kernel, h: float) -> torch.Tensor
     """Normalised weights of queries q (m,) over keys k (n_k,): (m, n_k), rows sum to 1."""
     u = (q[:, None] - k[None, :]) / h  # (m, 1) - (1, n_k) -> (m, n_k)
     if kernel == "gaussian":
-        return torch.softmax(-(u**2) / 2, dim=1)  # stable: the largest log-weight becomes 0
+        # in place on the fresh u where autograd allows it (fewer large temporaries)
+        scores = -(u**2) / 2 if u.requires_grad else u.square().mul_(-0.5)  # (m, n_k)
+        return torch.softmax(scores, dim=1)  # stable: the largest log-weight becomes 0
     if kernel == "constant":
         return torch.full_like(u, 1.0 / k.numel())
     fn = KERNELS[kernel] if isinstance(kernel, str) else kernel
@@ -211,7 +213,7 @@ def attention_weights(
 
 
 def _nw_direct(q, k, v, kernel, h) -> torch.Tensor:
-    """Direct path, query chunks of about 2^20 (query, key) pairs: (n_q,), (n_k,), (n_k, d_v)."""
+    """Direct path, query chunks of about 2^21 (query, key) pairs: (n_q,), (n_k,), (n_k, d_v)."""
     rows = max(1, _CHUNK_ELEMENTS // k.numel())
     return torch.cat([_weights(q[i : i + rows], k, kernel, h) @ v for i in range(0, len(q), rows)])
 
