@@ -174,16 +174,23 @@ def nw_explorer(
     return build_explorer(controls, draw, title="Nadaraya-Watson: kernel, width and one query")
 
 
-def loo_loss(data, w: float) -> float:
-    """Mean squared leave-one-out training error of parametric pooling with width w."""
+def loo_losses(data, ws) -> list[float]:
+    """Mean squared leave-one-out training error of parametric pooling for each width in ws."""
     import torch
 
-    from helpers.pooling import NWKernelRegression, leave_one_out
+    from helpers.pooling import leave_one_out
 
     keys, values = leave_one_out(data.x_train, data.y_train)  # (n, n - 1) each
-    with torch.no_grad():
-        y_hat = NWKernelRegression(w=w).to(data.x_train)(data.x_train, keys, values)  # (n,)
-    return float(((y_hat - data.y_train) ** 2).mean())
+    w = torch.as_tensor(ws, dtype=keys.dtype, device=keys.device).reshape(-1, 1, 1)  # (G, 1, 1)
+    diffs = data.x_train[:, None] - keys  # (n, 1) - (n, n - 1) -> (n, n - 1)
+    alpha = torch.softmax(-((diffs * w) ** 2) / 2, dim=-1)  # (G, n, n - 1)
+    y_hat = (alpha * values).sum(dim=-1)  # (G, n)
+    return ((y_hat - data.y_train) ** 2).mean(dim=-1).tolist()
+
+
+def loo_loss(data, w: float) -> float:
+    """Mean squared leave-one-out training error of parametric pooling with width w."""
+    return loo_losses(data, [float(w)])[0]
 
 
 def draw_w_explorer(
@@ -231,7 +238,7 @@ def w_explorer(data, w_trained: float, w_max: float = 15.0, n_grid: int = 60) ->
     import torch
 
     w_grid = torch.linspace(w_max / n_grid, w_max, n_grid)
-    losses = torch.tensor([loo_loss(data, float(w)) for w in w_grid])
+    losses = torch.tensor(loo_losses(data, w_grid))
     controls = {
         "w": widgets.FloatSlider(
             value=round(float(w_trained), 2), min=0.1, max=w_max, step=0.05, description="w"
