@@ -77,7 +77,10 @@ def test_w_explorer_follows_its_slider(data):
         box.state["y_hat"], gaussian_nw_numpy(data.x_test, x, y, 1 / 6.0), rtol=1e-5
     )
     # leave-one-out loss at w = 6, each point predicted from the others
-    loo = [gaussian_nw_numpy(x[i : i + 1], np.delete(x, i), np.delete(y, i), 1 / 6.0)[0] for i in range(len(x))]
+    loo = [
+        gaussian_nw_numpy(x[i : i + 1], np.delete(x, i), np.delete(y, i), 1 / 6.0)[0]
+        for i in range(len(x))
+    ]
     assert box.state["loss"] == pytest.approx(float(np.mean((np.array(loo) - y) ** 2)), rel=1e-5)
     assert box.state["weights"].shape == (50, len(x))
     # the red dot on the loss curve is at (w, loss)
@@ -125,7 +128,10 @@ def test_grid_search_self_checks(data):
     x, y = data.x_train.numpy().astype(np.float64), data.y_train.numpy().astype(np.float64)
 
     def loo_w(w):
-        preds = [gaussian_nw_numpy(x[i : i + 1], np.delete(x, i), np.delete(y, i), 1 / w)[0] for i in range(len(x))]
+        preds = [
+            gaussian_nw_numpy(x[i : i + 1], np.delete(x, i), np.delete(y, i), 1 / w)[0]
+            for i in range(len(x))
+        ]
         return np.mean((np.array(preds) - y) ** 2)
 
     grid = np.arange(0.5, 15.0001, 0.05)
