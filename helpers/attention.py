@@ -138,20 +138,23 @@ class AdditiveAttention(nn.Module):
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention: `num_heads` scaled dot-product heads run as one batched product (d2l 1.0).
+    """Multi-head attention: `num_heads` dot-product heads run as one batched product (d2l 1.0).
 
     Head i sees its own slice of the projections: rows i*p .. (i+1)*p - 1 of `W_q`, `W_k` and `W_v`,
     with p = num_hiddens / num_heads, so p_q = p_k = p_v = p_o / num_heads.
     """
 
-    def __init__(self, num_hiddens: int, num_heads: int, dropout: float = 0.0, bias=False, **kwargs):
+    def __init__(
+        self, num_hiddens: int, num_heads: int, dropout: float = 0.0, bias=False, **kwargs
+    ):
         super().__init__(**kwargs)
         for name, value in (("num_hiddens", num_hiddens), ("num_heads", num_heads)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
         if num_heads <= 0 or num_hiddens <= 0 or num_hiddens % num_heads != 0:
             raise ValueError(
-                f"num_hiddens ({num_hiddens}) must be a positive multiple of num_heads ({num_heads})"
+                f"num_hiddens ({num_hiddens}) must be a positive multiple of "
+                f"num_heads ({num_heads})"
             )
         self.num_heads = num_heads
         self.num_hiddens = num_hiddens

@@ -28,7 +28,7 @@ def _pair(embed_dim, num_heads, bias, kdim=None, vdim=None, seed=0):
     E = embed_dim
     with torch.no_grad():
         if ref._qkv_same_embed_dim:
-            w_q, w_k, w_v = ref.in_proj_weight[:E], ref.in_proj_weight[E : 2 * E], ref.in_proj_weight[2 * E :]
+            w_q, w_k, w_v = ref.in_proj_weight.split(E)
         else:
             w_q, w_k, w_v = ref.q_proj_weight, ref.k_proj_weight, ref.v_proj_weight
         ours.W_q.weight.copy_(w_q)
@@ -65,8 +65,10 @@ def test_matches_torch_multihead_attention(bias, num_heads):
 def test_matches_torch_with_other_key_and_value_widths(bias):
     ours, ref = _pair(12, 3, bias, kdim=5, vdim=9)
     g = torch.Generator().manual_seed(2)
-    q, k, v = torch.randn(2, 4, 12, generator=g), torch.randn(2, 6, 5, generator=g), torch.randn(
-        2, 6, 9, generator=g
+    q, k, v = (
+        torch.randn(2, 4, 12, generator=g),
+        torch.randn(2, 6, 5, generator=g),
+        torch.randn(2, 6, 9, generator=g),
     )
     valid_lens = torch.tensor([2, 6])
     padding = torch.arange(6)[None, :] >= valid_lens[:, None]
@@ -101,8 +103,9 @@ def test_loop_over_heads_equals_batched_result_float64():
         K = kv @ mha.W_k.weight[rows].T + mha.W_k.bias[rows]  # (B, n_k, p)
         V = kv @ mha.W_v.weight[rows].T + mha.W_v.bias[rows]  # (B, n_k, p)
         scores = Q @ K.transpose(1, 2) / math.sqrt(p)  # (B, n_q, n_k)
-        scores = scores.masked_fill(torch.arange(6)[None, None, :] >= valid_lens[:, None, None],
-                                    float("-inf"))
+        scores = scores.masked_fill(
+            torch.arange(6)[None, None, :] >= valid_lens[:, None, None], float("-inf")
+        )
         w = torch.softmax(scores, dim=-1)
         assert torch.allclose(mha.head_weights[:, i], w, atol=1e-12)
         heads.append(w @ V)  # (B, n_q, p)
