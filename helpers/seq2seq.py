@@ -30,6 +30,7 @@ __all__ = [
     "make_seq_task",
     "predict_greedy",
     "sequence_accuracy",
+    "to_text",
     "train_seq2seq",
 ]
 
@@ -108,6 +109,14 @@ def make_seq_task(
         lens[i] = n
         i += 1
     return SeqTask(src, lens, tgt, lens + 1)
+
+
+def to_text(tokens) -> str:
+    """Tokens (a list or 1-D tensor) as letters: symbols a, b, c, ...; EOS as '.'; PAD and BOS
+    dropped."""
+    if isinstance(tokens, torch.Tensor):
+        tokens = tokens.tolist()
+    return "".join("." if t == EOS else chr(ord("a") + t - NUM_SPECIAL) for t in tokens if t >= EOS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,12 +291,16 @@ def make_seq2seq(
 ) -> EncoderDecoder:
     """An encoder-decoder of the given size, with or without attention."""
     decoder_cls = Seq2SeqAttentionDecoder if attention else Seq2SeqDecoder
-    return EncoderDecoder(
+    model = EncoderDecoder(
         Seq2SeqEncoder(
             vocab_size, embed_size, num_hiddens, num_layers, bidirectional=bidirectional
         ),
         decoder_cls(vocab_size, embed_size, num_hiddens, num_layers),
     )
+    with torch.no_grad():  # one tiny call materialises the lazy layers of the attention
+        one = torch.full((1, 1), NUM_SPECIAL)
+        model(one, torch.ones(1, dtype=torch.long), torch.full((1, 1), BOS))
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
