@@ -26,6 +26,7 @@ __all__ = [
     "Seq2SeqEncoder",
     "SeqTask",
     "accuracy_by_length",
+    "decoder_input",
     "make_seq2seq",
     "make_seq_task",
     "predict_greedy",
@@ -262,9 +263,10 @@ class Seq2SeqAttentionDecoder(nn.Module):
         return logits, (enc_outputs, hidden, enc_valid_lens)
 
     @property
-    def attention_weights(self) -> torch.Tensor:
-        """Weights of the last forward call, (B, T_tgt, T_src): target steps are rows."""
-        return torch.cat(self._attention_weights, dim=1)
+    def attention_weights(self) -> torch.Tensor | None:
+        """Weights of the last forward call, (B, T_tgt, T_src): target steps are rows (None
+        before the first call)."""
+        return torch.cat(self._attention_weights, dim=1) if self._attention_weights else None
 
 
 class EncoderDecoder(nn.Module):
@@ -308,7 +310,7 @@ def make_seq2seq(
 # ---------------------------------------------------------------------------------------------
 
 
-def _decoder_input(tgt: torch.Tensor) -> torch.Tensor:
+def decoder_input(tgt: torch.Tensor) -> torch.Tensor:
     """Teacher forcing: (B, T) targets -> (B, T) inputs [BOS, y_1, ..., y_{T-1}]."""
     bos = torch.full_like(tgt[:, :1], BOS)
     return torch.cat([bos, tgt[:, :-1]], dim=1)
@@ -354,7 +356,7 @@ def train_seq2seq(
             src, src_len, tgt = data.src[idx], data.src_len[idx], data.tgt[idx]
             t_max = int(data.tgt_len[idx].max())  # trim padding columns
             tgt = tgt[:, :t_max]
-            logits = model(src[:, : int(src_len.max())], src_len, _decoder_input(tgt))
+            logits = model(src[:, : int(src_len.max())], src_len, decoder_input(tgt))
             loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
             optimizer.zero_grad()
             loss.backward()

@@ -91,6 +91,7 @@ def test_attention_weights_sum_to_one_and_ignore_padding():
     model = s2s.make_seq2seq(9, 4, 6, attention=True, bidirectional=True)
     src, src_len, dec_X = _batch()
     src0 = src.clone()
+    assert s2s.Seq2SeqAttentionDecoder(9, 4, 6).attention_weights is None
     logits = model(src, src_len, dec_X)
     w = model.decoder.attention_weights
     assert w.shape == (3, 4, 6)
@@ -155,7 +156,7 @@ def test_accuracy_helpers_on_hand_made_predictions():
 
 def test_decoder_input_is_shifted_targets():
     tgt = torch.tensor([[5, 6, EOS], [7, EOS, PAD]])
-    assert s2s._decoder_input(tgt).tolist() == [[BOS, 5, 6], [BOS, 7, EOS]]
+    assert s2s.decoder_input(tgt).tolist() == [[BOS, 5, 6], [BOS, 7, EOS]]
 
 
 @pytest.fixture
