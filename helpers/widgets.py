@@ -14,9 +14,10 @@ from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import display
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
+
+from helpers.plotting import show_figure
 
 __all__ = ["build_explorer", "desk_scene_explorer", "draw_desk_scene"]
 
@@ -45,7 +46,7 @@ def build_explorer(
         box.figure, box.state = fig, state
         with out:
             out.clear_output(wait=True)
-            display(fig)
+            show_figure(fig)
 
     for w in controls.values():
         w.observe(refresh, names="value")
