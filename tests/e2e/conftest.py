@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 import selftest_notebook  # tests/e2e is on sys.path (rootdir-relative test folder)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +119,7 @@ def chromium() -> str:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        pytest.skip("the Python package `playwright` is not installed (pip install -r requirements.txt)")
+        pytest.skip("the package `playwright` is not installed: pip install -r requirements.txt")
     return exe
 
 
@@ -174,7 +173,8 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Itera
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start:\n{log.read_text()[-3000:]}")
+                    tail = log.read_text()[-3000:]
+                    raise RuntimeError(f"JupyterLab did not start:\n{tail}") from None
                 time.sleep(0.25)
         yield server
     finally:

@@ -15,7 +15,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 NAME = "zz_harness_selftest.ipynb"
 
-_EXPLORERS = '''\
+_EXPLORERS = """\
 import ipywidgets as widgets
 import numpy as np
 from matplotlib.figure import Figure
@@ -36,15 +36,15 @@ slider_first = build_explorer(
      "kind": widgets.Dropdown(options=["sin", "cos"], value="sin", description="kind")},
     draw, title="slider first",
 )
-slider_first'''
+slider_first"""
 
-_DROPDOWN = '''\
+_DROPDOWN = """\
 dropdown_first = build_explorer(
     {"kind": widgets.Dropdown(options=["sin", "cos"], value="sin", description="kind"),
      "freq": widgets.IntSlider(value=1, min=1, max=3, description="freq")},
     draw, title="dropdown first",
 )
-dropdown_first'''
+dropdown_first"""
 
 
 def write(folder: Path) -> Path:

@@ -141,8 +141,8 @@ def _control_value(control) -> str:
           if (readout) return readout.innerText || readout.value;
           if (el.tagName === 'SELECT') return el.value;
           if (el.tagName === 'INPUT') return String(el.checked);
-          return (box || el).querySelector('.mod-active') ? box.querySelector('.mod-active').innerText
-                 : String(el.getAttribute('aria-valuenow'));
+          const active = (box || el).querySelector('.mod-active');
+          return active ? active.innerText : String(el.getAttribute('aria-valuenow'));
         }"""
     )
 
@@ -199,7 +199,9 @@ def _run_in_lab(name: str, lab_server: LabServer, browser, screenshots: Path) ->
             report = page.evaluate(_INSPECT_JS, name)
             errors = [(c["index"], e) for c in report["cells"] for e in c["errors"]]
             assert not errors, f"{name}: cells show errors: {errors}"
-            pending = [c for c in report["cells"] if not c["empty"] and (c["busy"] or c["count"] is None)]
+            pending = [
+                c for c in report["cells"] if not c["empty"] and (c["busy"] or c["count"] is None)
+            ]
             if not pending and report["kernel"] == "idle":
                 break
             assert time.monotonic() < deadline, (
