@@ -18,16 +18,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import selftest_notebook  # tests/e2e is on sys.path (rootdir-relative test folder)
+from e2e_lab import ROOT, LabServer, chapter_notebooks
 
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ROOT / "notebooks"
 SCREENSHOTS = ROOT / "screenshots"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_ARGS = [
@@ -52,38 +49,11 @@ LAB_SETTINGS = {
 }
 
 
-@dataclass
-class LabServer:
-    url: str
-    token: str
-    root: Path
-    log: Path
-
-    def api(self, path: str, method: str = "GET") -> object:
-        """Call the server's REST API; returns the decoded JSON (None when empty)."""
-        req = urllib.request.Request(
-            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
-        )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            body = resp.read()
-        return json.loads(body) if body else None
-
-    def shutdown_kernels(self) -> None:
-        """Stop every running kernel (keeps memory low between chapters)."""
-        for kernel in self.api("/api/kernels"):
-            self.api(f"/api/kernels/{kernel['id']}", method="DELETE")
-
-
 def chromium_executable() -> str | None:
     """Debian's Chromium, or the one named by $E2E_CHROMIUM, or None."""
     env = os.environ.get("E2E_CHROMIUM")
     candidates = [env] if env else list(CHROMIUM_CANDIDATES)
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
-def chapter_notebooks() -> list[Path]:
-    """Every chapter in notebooks/, in reading order."""
-    return sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
 def _free_port() -> int:
@@ -131,6 +101,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Itera
     for nb in chapter_notebooks():
         shutil.copy(nb, root / nb.name)  # only the notebook: chapters must not need siblings
     selftest_notebook.write(root)
+    selftest_notebook.write_broken(root)
     settings = base / "settings"
     for rel, value in LAB_SETTINGS.items():
         path = settings / rel

@@ -69,3 +69,42 @@ def write(folder: Path) -> Path:
     path = folder / NAME
     nbformat.write(nb, path)
     return path
+
+
+# Notebooks the harness must reject, with the message it must reject each with.
+BROKEN = {
+    "zz_broken_error.ipynb": (
+        ["print('fine')", "raise ValueError('a cell that fails')", "print('never runs')"],
+        "cells show errors",
+    ),
+    "zz_broken_widget.ipynb": (
+        [
+            "from IPython.display import display\n"
+            "view = {'model_id': 'no-such-model', 'version_major': 2, 'version_minor': 0}\n"
+            "display({'application/vnd.jupyter.widget-view+json': view}, raw=True)"
+        ],
+        "widgets did not render",
+    ),
+    "zz_broken_frozen.ipynb": (
+        [
+            _EXPLORERS.replace(
+                'def draw(freq, kind="sin"):',
+                'def draw(freq, kind="sin"):\n    freq, kind = 1.0, "sin"  # ignores the controls',
+            )
+        ],
+        "did not change its output",
+    ),
+}
+
+
+def write_broken(folder: Path) -> list[Path]:
+    """Write the notebooks the harness must reject into `folder`."""
+    paths = []
+    for name, (cells, _) in BROKEN.items():
+        nb = new_notebook(
+            cells=[new_code_cell(c) for c in cells],
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+        )
+        nbformat.write(nb, folder / name)
+        paths.append(folder / name)
+    return paths
