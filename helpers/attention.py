@@ -7,6 +7,7 @@ attention weights (batch, n_q, n_k), queries on rows and keys on columns.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -15,12 +16,15 @@ __all__ = [
     "AdditiveAttention",
     "DotProductAttention",
     "MultiHeadAttention",
+    "SelfAttentionSteps",
     "masked_softmax",
+    "self_attention_steps",
+    "worked_example",
 ]
 
 
 def _check_qkv(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
-    """Raise a ValueError naming the tensors when queries/keys/values cannot be attended together."""
+    """Raise an error naming the tensors when queries, keys and values cannot be attended."""
     for name, t in (("queries", queries), ("keys", keys), ("values", values)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -45,6 +49,8 @@ def _expand_valid_lens(
     if valid_lens is None:
         return None
     lens = torch.as_tensor(valid_lens, device=device)
+    if lens.dtype == torch.bool or lens.is_complex():
+        raise TypeError(f"valid_lens must hold integers, got dtype {lens.dtype}")
     if lens.is_floating_point():
         if not torch.equal(lens, lens.round()):
             raise ValueError("valid_lens must hold whole numbers")
@@ -80,6 +86,8 @@ def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> t
         raise TypeError(f"X must be a torch.Tensor, got {type(X).__name__}")
     if X.dim() != 3:
         raise ValueError(f"X must be 3-D (batch, n_q, n_k), got shape {tuple(X.shape)}")
+    if not X.is_floating_point():
+        raise TypeError(f"X must be a floating-point tensor, got dtype {X.dtype}")
     batch, n_q, n_k = X.shape
     lens = _expand_valid_lens(valid_lens, batch, n_q, X.device)
     if lens is None:
@@ -135,6 +143,77 @@ class AdditiveAttention(nn.Module):
         scores = self.w_v(features).squeeze(-1)  # (B, n_q, n_k)
         self.attention_weights = masked_softmax(scores, valid_lens)
         return torch.bmm(self.dropout(self.attention_weights), values)  # (B, n_q, d_v)
+
+
+class SelfAttentionSteps(NamedTuple):
+    """Every intermediate of single-head self-attention (returned by `self_attention_steps`).
+
+    For n inputs: queries, keys (n, d_k); values (n, d_v); scores, weights (n_q, n_k) with
+    n_q = n_k = n, queries on rows; weighted_values (n_q, n_k, d_v); outputs (n_q, d_v).
+    Leading batch dimensions of x, if any, come first in every field.
+    """
+
+    queries: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
+    scores: torch.Tensor
+    weights: torch.Tensor
+    weighted_values: torch.Tensor
+    outputs: torch.Tensor
+
+
+def self_attention_steps(
+    x: torch.Tensor,
+    w_query: torch.Tensor,
+    w_key: torch.Tensor,
+    w_value: torch.Tensor,
+    scale: bool = False,
+) -> SelfAttentionSteps:
+    """Self-attention on x (..., n, d_in), step by step, with (d_in, d) weight matrices.
+
+    scores = Q Kᵀ (divided by √d_k when `scale`), weights = softmax(scores) over the keys,
+    weighted_values[i, j] = weights[i, j] * values[j], outputs[i] = sum_j weighted_values[i, j].
+    """
+    named = (("x", x), ("w_query", w_query), ("w_key", w_key), ("w_value", w_value))
+    for name, t in named:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"x must be (..., n, d_in), got shape {tuple(x.shape)}")
+    for name, w in named[1:]:
+        if w.dim() != 2 or w.shape[0] != x.shape[-1]:
+            raise ValueError(
+                f"{name} must be (d_in, d) with d_in = x.shape[-1] = {x.shape[-1]}; "
+                f"got {name} {tuple(w.shape)} and x {tuple(x.shape)}"
+            )
+    if w_query.shape[1] != w_key.shape[1]:
+        raise ValueError(
+            "w_query and w_key must produce queries and keys of the same width, got w_query "
+            f"{tuple(w_query.shape)} and w_key {tuple(w_key.shape)}"
+        )
+    queries = x @ w_query  # (..., n, d_in) @ (d_in, d_k) -> (..., n, d_k)
+    keys = x @ w_key  # (..., n, d_in) @ (d_in, d_k) -> (..., n, d_k)
+    values = x @ w_value  # (..., n, d_in) @ (d_in, d_v) -> (..., n, d_v)
+    scores = queries @ keys.transpose(-2, -1)  # (..., n, d_k) @ (..., d_k, n) -> (..., n, n)
+    if scale:
+        scores = scores / math.sqrt(keys.shape[-1])
+    weights = torch.softmax(scores, dim=-1)  # (..., n_q, n_k), each row sums to 1
+    weighted_values = weights[..., :, :, None] * values[..., None, :, :]  # (..., n_q, n_k, d_v)
+    outputs = weighted_values.sum(dim=-2)  # (..., n_q, d_v)
+    return SelfAttentionSteps(queries, keys, values, scores, weights, weighted_values, outputs)
+
+
+def worked_example(
+    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chapter 04's running case: x (3, 4) and w_query, w_key, w_value, each (4, 3)."""
+    x = [[1, 0, 1, 0], [0, 2, 0, 2], [1, 1, 1, 1]]
+    w_query = [[1, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 1]]
+    w_key = [[0, 0, 1], [1, 1, 0], [0, 1, 0], [1, 1, 0]]
+    w_value = [[0, 2, 0], [0, 3, 0], [1, 0, 3], [1, 1, 0]]
+    return tuple(torch.tensor(t, dtype=dtype, device=device) for t in (x, w_query, w_key, w_value))
 
 
 class MultiHeadAttention(nn.Module):

@@ -114,18 +114,30 @@ def show_heatmaps(
     cmap: str = "Reds",
     vmin: float | None = None,
     vmax: float | None = None,
+    xticklabels: Sequence[str] | None = None,
+    yticklabels: Sequence[str] | None = None,
 ):
     """Draw attention-weight heatmaps (d2l's `d2l.show_heatmaps`): queries on rows, keys on columns.
 
     matrices: (n_q, n_k), (cols, n_q, n_k) or (rows, cols, n_q, n_k); any device, grad allowed.
+    xticklabels / yticklabels name the keys / queries (one label per column / row of a matrix).
     Returns the figure.
     """
     m = _as_4d(matrices)
-    num_rows, num_cols = m.shape[:2]
-    if titles is not None and len(titles) != num_cols:
-        raise ValueError(f"titles has {len(titles)} entries but matrices has {num_cols} columns")
     if m.size == 0:
         raise ValueError(f"matrices is empty (shape {tuple(m.shape)})")
+    num_rows, num_cols = m.shape[:2]
+    # One colour scale for all panels, so equal colours mean equal weights across panels.
+    vmin = float(np.nanmin(m)) if vmin is None else vmin
+    vmax = float(np.nanmax(m)) if vmax is None else vmax
+    for name, labels, n in (("xticklabels", xticklabels, m.shape[3]),
+                            ("yticklabels", yticklabels, m.shape[2])):
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{name} has {len(labels)} entries but the matrices have {n}")
+    # Long key names are turned upright so they do not overlap.
+    x_rotation = 90 if xticklabels is not None and max(len(str(t)) for t in xticklabels) > 3 else 0
+    if titles is not None and len(titles) != num_cols:
+        raise ValueError(f"titles has {len(titles)} entries but matrices has {num_cols} columns")
     fig, axes = plt.subplots(
         num_rows, num_cols, figsize=figsize, sharex=True, sharey=True, squeeze=False
     )
@@ -139,6 +151,10 @@ def show_heatmaps(
                 ax.set_ylabel(ylabel)
             if titles:
                 ax.set_title(titles[j])
+            if xticklabels is not None:
+                ax.set_xticks(range(len(xticklabels)), list(xticklabels), rotation=x_rotation)
+            if yticklabels is not None:
+                ax.set_yticks(range(len(yticklabels)), list(yticklabels))
     fig.colorbar(pcm, ax=axes, shrink=0.6)
     return fig
 

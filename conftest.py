@@ -1,0 +1,23 @@
+"""Repository-wide pytest configuration.
+
+nbval runs notebook cells with `store_history=False`. IPython decides whether a trailing `;`
+silences a cell's result by looking at the last *stored* input, so without history a `;` is judged
+on the previous cell and outputs differ from a real run. Running cells with history, as Jupyter
+itself does, makes the comparison faithful to what readers see.
+"""
+
+from __future__ import annotations
+
+try:
+    import nbval.kernel
+except ImportError:  # pragma: no cover - nbval is in requirements.txt
+    nbval = None
+
+if nbval is not None:
+
+    def _execute_cell_input(self, cell_input, allow_stdin=None):
+        return self.kc.execute(
+            cell_input, store_history=True, allow_stdin=allow_stdin, stop_on_error=False
+        )
+
+    nbval.kernel.RunningKernel.execute_cell_input = _execute_cell_input
