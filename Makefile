@@ -60,12 +60,12 @@ $(COLAB_STAMP): requirements.txt pyproject.toml .ci/colab-constraints.txt | $(CO
 # The unit tests and every notebook (nbval, stored outputs compared), each notebook copied alone
 # into an empty folder as Colab opens it; the browser and site tests run in `make test`.
 test-colab: $(COLAB_STAMP)
-	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	for nb in notebooks/*.ipynb; do \
+	rm -rf _build/colab && mkdir -p _build/colab
+	@for nb in notebooks/*.ipynb; do \
 		[ -e "$$nb" ] || continue; \
-		mkdir "$$tmp/$$(basename "$$nb" .ipynb)" && cp "$$nb" "$$tmp/$$(basename "$$nb" .ipynb)/"; \
-	done && \
-	$(COLAB_PY) -m pytest -m "not browser and not site" tests $$(find "$$tmp" -name '*.ipynb' | sort)
+		mkdir "_build/colab/$$(basename "$$nb" .ipynb)" && cp "$$nb" "_build/colab/$$(basename "$$nb" .ipynb)/"; \
+	done
+	$(COLAB_PY) -m pytest -m "not browser and not site" tests _build/colab
 
 notebooks: install  ## re-execute every notebook in a fresh kernel and store its outputs
 	$(PY) tools/run_notebooks.py
