@@ -28,7 +28,7 @@ lab: install
 	$(VENV)/bin/jupyter lab notebooks/
 
 test: install chromium
-	$(PY) -m pytest
+	E2E_CHROMIUM="$(CHROMIUM)" $(PY) -m pytest
 
 # Debian's Chromium for the browser tests (tests/e2e), installed when missing and possible (root
 # or passwordless sudo with apt-get); otherwise those tests are skipped and say why.
