@@ -2,7 +2,8 @@
 
 The server runs on 127.0.0.1 with a random token, serves *copies* of the chapters from a temporary
 folder (so running them in the browser never rewrites the stored notebooks) and is always stopped
-at the end of the session, also when a test fails. The browser is Debian's `chromium` driven by
+after the tests that use it, also when a test fails (module scope, so the browser's event loop is
+closed before other tests start their own). The browser is Debian's `chromium` driven by
 PyPI's `playwright` (its own browser downloads are never used). When no Chromium is installed the
 tests skip and say how to get one: `make test` installs it on Debian/Ubuntu when it can.
 """
@@ -93,7 +94,7 @@ def chromium() -> str:
     return exe
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab_server(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[LabServer]:
     base = tmp_path_factory.mktemp("lab")
     root = base / "book"
@@ -152,7 +153,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Itera
         _stop(proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: str) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
