@@ -217,15 +217,26 @@ def worked_example(
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention with `num_heads` parallel scaled dot-product heads (d2l 1.0)."""
+    """Multi-head attention: `num_heads` dot-product heads run as one batched product (d2l 1.0).
 
-    def __init__(self, num_hiddens: int, num_heads: int, dropout: float = 0.0, bias=False, **kwargs):
+    Head i sees its own slice of the projections: rows i*p .. (i+1)*p - 1 of `W_q`, `W_k` and `W_v`,
+    with p = num_hiddens / num_heads, so p_q = p_k = p_v = p_o / num_heads.
+    """
+
+    def __init__(
+        self, num_hiddens: int, num_heads: int, dropout: float = 0.0, bias=False, **kwargs
+    ):
         super().__init__(**kwargs)
-        if num_heads <= 0 or num_hiddens % num_heads != 0:
+        for name, value in (("num_hiddens", num_hiddens), ("num_heads", num_heads)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if num_heads <= 0 or num_hiddens <= 0 or num_hiddens % num_heads != 0:
             raise ValueError(
-                f"num_hiddens ({num_hiddens}) must be a positive multiple of num_heads ({num_heads})"
+                f"num_hiddens ({num_hiddens}) must be a positive multiple of "
+                f"num_heads ({num_heads})"
             )
         self.num_heads = num_heads
+        self.num_hiddens = num_hiddens
         self.attention = DotProductAttention(dropout)
         self.W_q = nn.LazyLinear(num_hiddens, bias=bias)
         self.W_k = nn.LazyLinear(num_hiddens, bias=bias)
@@ -233,31 +244,71 @@ class MultiHeadAttention(nn.Module):
         self.W_o = nn.LazyLinear(num_hiddens, bias=bias)
 
     def transpose_qkv(self, X: torch.Tensor) -> torch.Tensor:
-        """(B, n, num_hiddens) -> (B * num_heads, n, num_hiddens / num_heads)."""
+        """(B, n, num_hiddens) -> (B * num_heads, n, num_hiddens / num_heads); head i of example b
+        lands at row b * num_heads + i."""
+        if X.dim() != 3 or X.shape[-1] % self.num_heads != 0:
+            raise ValueError(
+                f"X must be (batch, n, num_heads * p) with num_heads={self.num_heads}, "
+                f"got shape {tuple(X.shape)}"
+            )
         X = X.reshape(X.shape[0], X.shape[1], self.num_heads, -1)  # (B, n, h, p)
         X = X.permute(0, 2, 1, 3)  # (B, h, n, p)
         return X.reshape(-1, X.shape[2], X.shape[3])  # (B*h, n, p)
 
     def transpose_output(self, X: torch.Tensor) -> torch.Tensor:
         """Undo `transpose_qkv`: (B * num_heads, n, p) -> (B, n, num_heads * p)."""
+        if X.dim() != 3 or X.shape[0] % self.num_heads != 0:
+            raise ValueError(
+                f"X must be (batch * num_heads, n, p) with num_heads={self.num_heads}, "
+                f"got shape {tuple(X.shape)}"
+            )
         X = X.reshape(-1, self.num_heads, X.shape[1], X.shape[2])  # (B, h, n, p)
         X = X.permute(0, 2, 1, 3)  # (B, n, h, p)
         return X.reshape(X.shape[0], X.shape[1], -1)  # (B, n, h*p)
 
     @property
     def attention_weights(self) -> torch.Tensor | None:
-        """Per-head weights, (B * num_heads, n_q, n_k) as in d2l."""
+        """Per-head weights of the last forward call, (B * num_heads, n_q, n_k) as in d2l."""
         return self.attention.attention_weights
 
+    @property
+    def head_weights(self) -> torch.Tensor | None:
+        """The same weights split by head for plotting: (B, num_heads, n_q, n_k)."""
+        w = self.attention.attention_weights
+        return None if w is None else w.reshape(-1, self.num_heads, *w.shape[1:])
+
+    def head_projections(self, i: int) -> dict[str, torch.Tensor]:
+        """Head i's slices of the projection weights: W_q, W_k, W_v rows (p, d_in) and the
+        W_o columns (num_hiddens, p) that read the head's output."""
+        if not 0 <= i < self.num_heads:
+            raise ValueError(f"head index must be in [0, {self.num_heads}), got {i}")
+        p = self.num_hiddens // self.num_heads
+        rows = slice(i * p, (i + 1) * p)
+        return {
+            "W_q": self.W_q.weight[rows],
+            "W_k": self.W_k.weight[rows],
+            "W_v": self.W_v.weight[rows],
+            "W_o": self.W_o.weight[:, rows],
+        }
+
     def forward(self, queries, keys, values, valid_lens=None):
-        """queries (B, n_q, d_q), keys (B, n_k, d_k), values (B, n_k, d_v) -> (B, n_q, num_hiddens)."""
+        """queries (B, n_q, d_q), keys (B, n_k, d_k), values (B, n_k, d_v) -> (B, n_q, num_hiddens).
+
+        valid_lens: None, (B,) or (B, n_q); each head gets the same mask.
+        """
         _check_qkv(queries, keys, values)
+        batch = queries.shape[0]
         queries = self.transpose_qkv(self.W_q(queries))  # (B*h, n_q, p)
         keys = self.transpose_qkv(self.W_k(keys))  # (B*h, n_k, p)
         values = self.transpose_qkv(self.W_v(values))  # (B*h, n_k, p)
         if valid_lens is not None:
-            valid_lens = torch.repeat_interleave(
-                torch.as_tensor(valid_lens, device=queries.device), repeats=self.num_heads, dim=0
-            )
+            # (B,) -> (B*h,) or (B, n_q) -> (B*h, n_q): row b*h + i is head i of example b
+            valid_lens = torch.as_tensor(valid_lens, device=queries.device)
+            if valid_lens.dim() not in (1, 2) or valid_lens.shape[0] != batch:
+                raise ValueError(
+                    f"valid_lens must be (batch,) or (batch, n_q) with batch={batch}, "
+                    f"got shape {tuple(valid_lens.shape)}"
+                )
+            valid_lens = torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)
         output = self.attention(queries, keys, values, valid_lens)  # (B*h, n_q, p)
         return self.W_o(self.transpose_output(output))  # (B, n_q, num_hiddens)

@@ -6,6 +6,8 @@ CPU before drawing. Figures are matplotlib figures (inline in JupyterLab and Col
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +17,16 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["Animator", "plot", "plot_kernel_reg", "set_figsize", "show_heatmaps", "to_numpy"]
+__all__ = [
+    "Animator",
+    "figure_bundle",
+    "plot",
+    "plot_kernel_reg",
+    "set_figsize",
+    "show_figure",
+    "show_heatmaps",
+    "to_numpy",
+]
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -26,6 +37,36 @@ def to_numpy(x: Any) -> np.ndarray:
             x = x.float()
         return x.cpu().numpy()
     return np.asarray(x)
+
+
+def figure_bundle(fig: Figure) -> dict[str, str]:
+    """The figure as a display bundle: a PNG and a short text stand-in."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", facecolor="white")
+    w, h = fig.get_size_inches() * fig.dpi
+    return {
+        "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+        "text/plain": f"<Figure size {w:g}x{h:g} with {len(fig.axes)} Axes>",
+    }
+
+
+def show_figure(fig: Figure, handle=None):
+    """Show a figure made without pyplot (or update `handle`, the result of an earlier call).
+
+    IPython only learns to draw matplotlib figures once pyplot has made one, so a `Figure`
+    displayed before that would show as text. Sending the PNG ourselves works in every front end
+    (JupyterLab, Colab, nbclient). Returns a display handle, or None outside IPython.
+    """
+    from IPython import get_ipython
+    from IPython.display import display
+
+    if get_ipython() is None:
+        return None
+    bundle = figure_bundle(fig)
+    if handle is None:
+        return display(bundle, raw=True, display_id=True)
+    handle.update(bundle, raw=True)
+    return handle
 
 
 def set_figsize(figsize: tuple[float, float] = (3.5, 2.5)) -> None:
@@ -249,14 +290,4 @@ class Animator:
     def show(self) -> None:
         """Draw and show (first call) or update (later calls) the figure in place."""
         self.draw()
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:  # pragma: no cover - IPython is a dependency of the book
-            return
-        if get_ipython() is None:
-            return
-        if self._handle is None:
-            self._handle = display(self.fig, display_id=True)
-        else:
-            self._handle.update(self.fig)
+        self._handle = show_figure(self.fig, self._handle)

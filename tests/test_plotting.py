@@ -4,6 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import base64  # noqa: E402
+
 import IPython  # noqa: E402
 import IPython.display  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
@@ -122,21 +124,26 @@ def test_animator_displays_once_then_updates_in_place(monkeypatch):
     calls = []
 
     class Handle:
-        def update(self, obj):
-            calls.append(("update", obj))
+        def update(self, obj, raw=False):
+            calls.append(("update", obj, raw))
 
-    def fake_display(obj, display_id=False):
-        calls.append(("display", obj))
+    def fake_display(obj, raw=False, display_id=False):
+        calls.append(("display", obj, raw))
         assert display_id is True  # updated in place, never cleared: earlier prints survive
         return Handle()
 
     monkeypatch.setattr(IPython, "get_ipython", lambda: object())
     monkeypatch.setattr(IPython.display, "display", fake_display)
-    anim = Animator(every=0.0)
+    anim = Animator(every=0.0, figsize=(3, 2))
     for i in range(4):
         anim.add(i, i * i)
     assert [c[0] for c in calls] == ["display", "update", "update", "update"]
-    assert all(c[1] is anim.fig for c in calls)
+    for _, bundle, raw in calls:
+        # a real PNG is sent, not a Figure object IPython may not know how to draw yet
+        assert raw is True
+        assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
+        assert bundle["text/plain"] == "<Figure size 300x200 with 1 Axes>"
+    np.testing.assert_allclose(anim.axes.get_lines()[0].get_ydata(), [0, 1, 4, 9])
 
 
 def test_heatmap_tick_labels_name_keys_and_queries():
