@@ -1,10 +1,17 @@
 # `make lab` opens the book in JupyterLab; `make test` runs every test. Each sets up .venv first.
+# `make site` builds the static HTML book; `make test-colab` re-runs the tests and notebooks with
+# the ipywidgets/IPython/ipykernel versions Google Colab ships (in .venv-colab).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install lab test notebooks lint clean
+CHROMIUM ?= /usr/bin/chromium
+COLAB_VENV ?= .venv-colab
+COLAB_PY := $(COLAB_VENV)/bin/python
+COLAB_STAMP := $(COLAB_VENV)/.installed
+
+.PHONY: install lab test notebooks lint clean chromium site test-colab
 
 install: $(STAMP)
 
@@ -20,8 +27,45 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/
 
-test: install
-	$(PY) -m pytest
+test: install chromium
+	E2E_CHROMIUM="$(CHROMIUM)" $(PY) -m pytest
+
+# Debian's Chromium for the browser tests (tests/e2e), installed when missing and possible (root
+# or passwordless sudo with apt-get); otherwise those tests are skipped and say why.
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+			|| echo "Could not install chromium: the browser tests will be skipped."; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		(sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq chromium) \
+			|| echo "Could not install chromium: the browser tests will be skipped."; \
+	else echo "No $(CHROMIUM) and no way to install it: the browser tests will be skipped."; fi
+
+site: install  ## the static HTML book from the stored outputs -> _build/book/_build/html/index.html
+	$(PY) book/build.py
+
+$(COLAB_PY):
+	$(PYTHON) -m venv $(COLAB_VENV)
+
+$(COLAB_STAMP): requirements.txt pyproject.toml .ci/colab-constraints.txt | $(COLAB_PY)
+	$(COLAB_PY) -m pip install --upgrade pip
+	$(COLAB_PY) -m pip install -r requirements.txt -c .ci/colab-constraints.txt
+	$(COLAB_PY) -m pip install --no-deps -e .
+	touch $(COLAB_STAMP)
+
+# The unit tests and every notebook (nbval, stored outputs compared), each notebook copied alone
+# into an empty folder as Colab opens it; the browser and site tests run in `make test`.
+test-colab: $(COLAB_STAMP)
+	rm -rf _build/colab && mkdir -p _build/colab
+	@for nb in notebooks/*.ipynb; do \
+		[ -e "$$nb" ] || continue; \
+		mkdir "_build/colab/$$(basename "$$nb" .ipynb)" && cp "$$nb" "_build/colab/$$(basename "$$nb" .ipynb)/"; \
+	done
+	$(COLAB_PY) -m pytest -m "not browser and not site" tests _build/colab
 
 notebooks: install  ## re-execute every notebook in a fresh kernel and store its outputs
 	$(PY) tools/run_notebooks.py
@@ -30,4 +74,4 @@ lint: install
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(COLAB_VENV) .pytest_cache _build
