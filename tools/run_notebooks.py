@@ -39,7 +39,7 @@ def normalise(nb: nbformat.NotebookNode) -> None:
             out.pop("transient", None)
 
 
-def run(path: Path, timeout: int = 600) -> float:
+def run(path: Path, timeout: int = 300) -> float:
     nb, _ = expected_changes(path)
     client = NotebookClient(
         nb,
@@ -60,7 +60,7 @@ def run(path: Path, timeout: int = 600) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("notebooks", nargs="*", type=Path)
-    ap.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     args = ap.parse_args(argv)
     paths = args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb"))
     for path in paths:
