@@ -24,8 +24,11 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --no-deps -e .
 	touch $(STAMP)
 
+# JupyterLab refuses to run as root unless told (containers often run as root).
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: install
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 test: install chromium
 	E2E_CHROMIUM="$(CHROMIUM)" $(PY) -m pytest
