@@ -340,7 +340,7 @@ def average_pooling(values: torch.Tensor, n_queries: int) -> torch.Tensor:
 
 
 def leave_one_out(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and values for training without self-attention: x, y (n,) -> keys, values (n, n - 1).
+    """Keys and values in which no point is its own key: x, y (n,) -> keys, values (n, n - 1).
 
     Row i holds every training point except the i-th (d2l's masked `repeat` construction).
     """
