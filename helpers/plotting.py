@@ -157,20 +157,24 @@ def show_heatmaps(
     vmax: float | None = None,
     xticklabels: Sequence[str] | None = None,
     yticklabels: Sequence[str] | None = None,
+    share_scale: bool = True,
 ):
     """Draw attention-weight heatmaps (d2l's `d2l.show_heatmaps`): queries on rows, keys on columns.
 
     matrices: (n_q, n_k), (cols, n_q, n_k) or (rows, cols, n_q, n_k); any device, grad allowed.
     xticklabels / yticklabels name the keys / queries (one label per column / row of a matrix).
+    share_scale: one colour scale and colorbar for all panels (equal colours mean equal weights);
+    False gives each panel its own scale and colorbar, for panels of very different ranges.
     Returns the figure.
     """
     m = _as_4d(matrices)
     if m.size == 0:
         raise ValueError(f"matrices is empty (shape {tuple(m.shape)})")
     num_rows, num_cols = m.shape[:2]
-    # One colour scale for all panels, so equal colours mean equal weights across panels.
-    vmin = float(np.nanmin(m)) if vmin is None else vmin
-    vmax = float(np.nanmax(m)) if vmax is None else vmax
+    # By default one colour scale for all panels, so equal colours mean equal weights everywhere.
+    if share_scale:
+        vmin = float(np.nanmin(m)) if vmin is None else vmin
+        vmax = float(np.nanmax(m)) if vmax is None else vmax
     for name, labels, n in (("xticklabels", xticklabels, m.shape[3]),
                             ("yticklabels", yticklabels, m.shape[2])):
         if labels is not None and len(labels) != n:
@@ -185,7 +189,12 @@ def show_heatmaps(
     pcm = None
     for i, (row_axes, row_matrices) in enumerate(zip(axes, m)):
         for j, (ax, matrix) in enumerate(zip(row_axes, row_matrices)):
-            pcm = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
+            lo, hi = vmin, vmax
+            if not share_scale and vmin is None and np.ptp(matrix) == 0:
+                lo = min(0.0, float(matrix.min()))  # a flat panel: show its value against 0
+            pcm = ax.imshow(matrix, cmap=cmap, vmin=lo, vmax=hi)
+            if not share_scale:
+                fig.colorbar(pcm, ax=ax, shrink=0.6)
             if i == num_rows - 1:
                 ax.set_xlabel(xlabel)
             if j == 0:
@@ -196,7 +205,8 @@ def show_heatmaps(
                 ax.set_xticks(range(len(xticklabels)), list(xticklabels), rotation=x_rotation)
             if yticklabels is not None:
                 ax.set_yticks(range(len(yticklabels)), list(yticklabels))
-    fig.colorbar(pcm, ax=axes, shrink=0.6)
+    if share_scale:
+        fig.colorbar(pcm, ax=axes, shrink=0.6)
     return fig
 
 

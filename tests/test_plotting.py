@@ -153,3 +153,20 @@ def test_heatmap_tick_labels_name_keys_and_queries():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y"]
     with pytest.raises(ValueError, match="xticklabels has 2 entries"):
         show_heatmaps(torch.rand(2, 3), "k", "q", xticklabels=["a", "b"])
+
+
+def test_heatmap_separate_scales_follow_each_panel():
+    narrow = torch.eye(3)  # weights up to 1
+    wide = torch.full((3, 3), 1 / 3) + torch.eye(3) * 0.01  # weights near 1/3
+    fig = show_heatmaps(torch.stack([narrow, wide]), "k", "q", share_scale=False)
+    clims = [ax.images[0].get_clim() for ax in heatmap_axes(fig)]
+    assert clims[0] == pytest.approx((0.0, 1.0))
+    assert clims[1] == pytest.approx((1 / 3, 1 / 3 + 0.01))
+    assert len(fig.axes) == 4  # two panels, each with its own colorbar
+    shared = show_heatmaps(torch.stack([narrow, wide]), "k", "q")
+    assert [ax.images[0].get_clim() for ax in heatmap_axes(shared)] == [(0.0, 1.0)] * 2
+
+
+def test_heatmap_flat_panel_with_its_own_scale_starts_at_zero():
+    fig = show_heatmaps(torch.full((1, 4, 5), 0.2), "k", "q", share_scale=False)
+    assert heatmap_axes(fig)[0].images[0].get_clim() == pytest.approx((0.0, 0.2))
