@@ -16,6 +16,7 @@ Only the ipywidgets API common to 7.7 (Colab) and 8.x is used.
 from __future__ import annotations
 
 import functools
+import inspect
 import io
 import math
 import time
@@ -114,10 +115,15 @@ def self_check(fn: Callable[..., bool]) -> Callable[..., bool]:
     - `None` (the untouched placeholder): prints `REPLACE_NONE` and returns False, nothing else;
     - an exception from the reader's function or from a malformed answer: explained, returns False;
     - otherwise the check itself decides and prints praise or a hint (never the answer).
+
+    Every check must be callable with the answer alone (other parameters have defaults), so one
+    test can hold all of them to this contract.
     """
+    signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(answer: Any = None, *args: Any, **kwargs: Any) -> bool:
+        signature.bind(answer, *args, **kwargs)  # a wrong call is the notebook's bug: let it raise
         if answer is None:
             print(REPLACE_NONE)
             return False

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import numpy as np
 import torch
 
-__all__ = ["cpu", "describe_device", "num_gpus", "set_seed", "try_gpu"]
+__all__ = [
+    "MIN_PYTHON",
+    "MIN_TORCH",
+    "book_setup",
+    "cpu",
+    "describe_device",
+    "num_gpus",
+    "set_seed",
+    "try_gpu",
+]
+
+MIN_PYTHON = (3, 10)  # pyproject.toml's requires-python
+MIN_TORCH = (2, 2)  # requirements.txt's lower bound for torch
 
 
 def set_seed(seed: int = 0) -> torch.Generator:
@@ -45,3 +58,29 @@ def describe_device(device: torch.device) -> str:
         "Running on the CPU: every chapter is sized for it. For a GPU on Colab choose "
         "Runtime > Change runtime type > GPU; the code runs unchanged."
     )
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """'2.13.0+cpu' -> (2, 13)."""
+    return tuple(int(p) for p in version.split("+")[0].split(".")[:2] if p.isdigit())
+
+
+def book_setup(seed: int = 0) -> torch.device:
+    """Every chapter's first step: check Python and PyTorch, seed, pick and name a device.
+
+    Returns the device (a GPU when there is one, else the CPU) and prints one sentence about it.
+    """
+    if sys.version_info[:2] < MIN_PYTHON:
+        raise RuntimeError(
+            f"this book needs Python {'.'.join(map(str, MIN_PYTHON))} or newer, "
+            f"found {sys.version.split()[0]}"
+        )
+    if _version_tuple(torch.__version__) < MIN_TORCH:
+        raise RuntimeError(
+            f"this book needs PyTorch {'.'.join(map(str, MIN_TORCH))} or newer, "
+            f"found {torch.__version__}"
+        )
+    set_seed(seed)
+    device = try_gpu()
+    print(describe_device(device))
+    return device

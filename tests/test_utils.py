@@ -29,3 +29,36 @@ def test_devices():
     assert helpers.try_gpu().type == expected
     assert helpers.try_gpu(helpers.num_gpus()) == torch.device("cpu")  # one past the last GPU
     assert "GPU" in helpers.describe_device(torch.device("cpu"))
+
+
+def test_minimum_versions_agree_with_the_project_files():
+    import re
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    req = (root / "requirements.txt").read_text()
+    torch_floor = re.search(r"^torch>=([\d.]+)", req, re.M).group(1)
+    assert helpers.utils._version_tuple(torch_floor) == helpers.utils.MIN_TORCH
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    python_floor = pyproject["project"]["requires-python"].removeprefix(">=")
+    assert helpers.utils._version_tuple(python_floor) == helpers.utils.MIN_PYTHON
+
+
+def test_book_setup_seeds_and_names_the_device(capsys):
+    device = helpers.book_setup(seed=3)
+    first = torch.rand(2)
+    helpers.book_setup(seed=3)
+    assert torch.equal(first, torch.rand(2))
+    assert device == helpers.try_gpu()
+    assert capsys.readouterr().out.strip().startswith("Running on")
+
+
+def test_book_setup_refuses_an_old_torch(monkeypatch):
+    monkeypatch.setattr(torch, "__version__", "2.1.2+cpu")
+    with pytest.raises(RuntimeError, match="PyTorch 2.2 or newer, found 2.1.2"):
+        helpers.book_setup()

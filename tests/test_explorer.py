@@ -1,0 +1,122 @@
+"""The shared explorer machinery, and the self-check contract held for every check."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import ipywidgets as widgets
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+import helpers
+from helpers import explorer
+from helpers.explorer import (
+    REPLACE_NONE,
+    as_number,
+    build_explorer,
+    figure_png,
+    matches,
+    self_check,
+)
+
+# Import every chapter module so that all their checks are registered in explorer.CHECKS.
+CHAPTER_MODULES = sorted(
+    m.name for m in pkgutil.iter_modules(helpers.__path__) if m.name.startswith("ch")
+)
+for _name in CHAPTER_MODULES:
+    importlib.import_module(f"helpers.{_name}")
+
+
+def _line_explorer():
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
+    (line,) = ax.plot(np.arange(5), np.zeros(5))
+    ax.set_ylim(-1, 10)
+
+    def draw(slope: float):
+        y = slope * np.arange(5)
+        line.set_ydata(y)
+        return fig, {"y": y}
+
+    slider = widgets.FloatSlider(value=1.0, min=0, max=2, step=0.5)
+    return build_explorer({"slope": slider}, draw, title="a line"), fig
+
+
+def test_explorer_draws_once_and_again_on_every_change():
+    box, fig = _line_explorer()
+    assert box.figure is fig and len(box.redraw_times) == 1
+    first = box.png
+    assert first.startswith(b"\x89PNG") and box.image.value == first
+    box.controls["slope"].value = 2.0
+    assert box.figure is fig  # the same figure, updated in place
+    np.testing.assert_allclose(box.state["y"], [0, 2, 4, 6, 8])
+    assert box.png != first and box.image.value == box.png
+    assert len(box.redraw_times) == 2
+
+
+def test_figure_png_has_the_figure_size_at_the_explorer_dpi():
+    import io
+
+    from PIL import Image
+
+    fig = Figure(figsize=(4, 3))
+    fig.subplots().plot([0, 1], [0, 1])
+    img = Image.open(io.BytesIO(figure_png(fig, dpi=50)))
+    assert img.size == (200, 150)
+
+
+def test_as_number_and_matches_accept_ints_floats_and_tensors():
+    @self_check
+    def half(answer):
+        return as_number(answer) == 0.5
+
+    assert half(0.5) and half(torch.tensor(0.5)) and not half(1)
+
+    @self_check
+    def pair(answer):
+        return matches(answer, torch.tensor([1.0, 2.0]))
+
+    assert pair([1, 2]) and pair(torch.tensor([1.0, 2.0])) and not pair([1, 3])
+
+
+def test_a_wrong_call_from_the_notebook_is_not_swallowed():
+    @self_check
+    def needs_one(answer):
+        return True
+
+    with pytest.raises(TypeError):
+        needs_one(1, 2)
+
+
+def _check_id(fn) -> str:
+    return f"{fn.__module__.removeprefix('helpers.')}.{fn.__name__}"
+
+
+def test_every_chapter_module_has_checks():
+    modules = {fn.__module__ for fn in explorer.CHECKS}
+    for name in CHAPTER_MODULES:
+        assert f"helpers.{name}" in modules, f"helpers/{name}.py has no @self_check"
+
+
+@pytest.mark.parametrize("check", explorer.CHECKS, ids=_check_id)
+def test_untouched_placeholder_asks_for_an_answer_and_nothing_else(check, capsys):
+    assert check(None) is False
+    assert capsys.readouterr().out.strip() == REPLACE_NONE
+
+
+def _raising(*args, **kwargs):
+    raise ZeroDivisionError("the reader's bug")
+
+
+@pytest.mark.parametrize("check", explorer.CHECKS, ids=_check_id)
+@pytest.mark.parametrize(
+    "answer", ["seven", _raising, object(), [[1, 2], [3]], float("nan")], ids=repr
+)
+def test_malformed_answers_and_failing_functions_get_an_explanation(check, answer, capsys):
+    assert check(answer) is False
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet"), out
+    assert "Traceback" not in out
