@@ -49,34 +49,50 @@ def _check_block_size(block_size) -> None:
         raise ValueError(f"block_size must be at least 1, got {block_size}")
 
 
+def _query_blocks(n_q: int, block_size: int):
+    """(start, stop) of each block of queries."""
+    return [(i, min(i + block_size, n_q)) for i in range(0, n_q, block_size)]
+
+
+def _tile_scores(q, k, rows, start, stop, is_causal, scale):
+    """Scores of a query tile against keys start..stop-1, causal entries set to -inf."""
+    s = q @ k[:, :, start:stop].transpose(-2, -1) * scale  # (B,H,bq,d) @ (B,H,d,bk) -> (B,H,bq,bk)
+    if is_causal:
+        cols = torch.arange(start, stop, device=q.device)[None, :]  # (1, bk)
+        s = s.masked_fill(cols > rows, -math.inf)
+    return s
+
+
 def _tiled_forward(q, k, v, block_size: int, is_causal: bool, scale: float):
-    """Online softmax over key blocks: returns the output (B, H, n_q, d_v) and the log-sum-exp of
-    every query's scores (B, H, n_q), without forming more than a (n_q, block) tile of scores."""
+    """Online softmax over key blocks, one block of queries at a time: returns the output
+    (B, H, n_q, d_v) and every query's log-sum-exp (B, H, n_q); the largest intermediate is one
+    (block_size, block_size) tile of scores per batch and head."""
     B, H, n_q, _ = q.shape
     n_k = k.shape[2]
-    out = torch.zeros(B, H, n_q, v.shape[-1], dtype=q.dtype, device=q.device)
-    running_max = torch.full((B, H, n_q, 1), -math.inf, dtype=q.dtype, device=q.device)
-    running_sum = torch.zeros(B, H, n_q, 1, dtype=q.dtype, device=q.device)
-    rows = torch.arange(n_q, device=q.device)[:, None]  # (n_q, 1) query positions
-    for start in range(0, n_k, block_size):
-        if is_causal and start > n_q - 1:
-            break  # every later tile is fully masked (top-left causal alignment)
-        stop = min(start + block_size, n_k)
-        s = q @ k[:, :, start:stop].transpose(-2, -1) * scale  # (B,H,n_q,d) @ (B,H,d,b)
-        if is_causal and stop - 1 > 0:
-            cols = torch.arange(start, stop, device=q.device)[None, :]  # (1, b)
-            s = s.masked_fill(cols > rows, -math.inf)
-        block_max = s.amax(dim=-1, keepdim=True)  # (B, H, n_q, 1)
-        new_max = torch.maximum(running_max, block_max)
-        # Rows that have seen only masked keys so far keep max -inf: use 0 to avoid inf - inf.
-        safe_max = torch.where(torch.isinf(new_max), torch.zeros_like(new_max), new_max)
-        p = torch.exp(s - safe_max)  # (B, H, n_q, b)
-        correction = torch.exp(running_max - safe_max)  # rescales what was summed before
-        running_sum = running_sum * correction + p.sum(dim=-1, keepdim=True)
-        out = out * correction + p @ v[:, :, start:stop]  # (B,H,n_q,b) @ (B,H,b,d_v)
-        running_max = new_max
-    lse = (running_max + torch.log(running_sum)).squeeze(-1)  # (B, H, n_q)
-    return out / running_sum, lse
+    out = torch.empty(B, H, n_q, v.shape[-1], dtype=q.dtype, device=q.device)
+    lse = torch.empty(B, H, n_q, dtype=q.dtype, device=q.device)
+    for qs, qe in _query_blocks(n_q, block_size):
+        qb = q[:, :, qs:qe]  # (B, H, bq, d)
+        rows = torch.arange(qs, qe, device=q.device)[:, None]  # (bq, 1) query positions
+        acc = torch.zeros(B, H, qe - qs, v.shape[-1], dtype=q.dtype, device=q.device)
+        running_max = torch.full((B, H, qe - qs, 1), -math.inf, dtype=q.dtype, device=q.device)
+        running_sum = torch.zeros(B, H, qe - qs, 1, dtype=q.dtype, device=q.device)
+        for start in range(0, n_k, block_size):
+            if is_causal and start > qe - 1:
+                break  # this tile and every later one are fully masked (top-left alignment)
+            stop = min(start + block_size, n_k)
+            s = _tile_scores(qb, k, rows, start, stop, is_causal, scale)  # (B, H, bq, bk)
+            new_max = torch.maximum(running_max, s.amax(dim=-1, keepdim=True))  # (B, H, bq, 1)
+            # A row that has seen only masked keys so far keeps max -inf: use 0 (no inf - inf).
+            safe_max = torch.where(torch.isinf(new_max), torch.zeros_like(new_max), new_max)
+            p = torch.exp(s - safe_max)  # (B, H, bq, bk)
+            correction = torch.exp(running_max - safe_max)  # rescales what was summed so far
+            running_sum = running_sum * correction + p.sum(dim=-1, keepdim=True)
+            acc = acc * correction + p @ v[:, :, start:stop]  # (B,H,bq,bk) @ (B,H,bk,d_v)
+            running_max = new_max
+        out[:, :, qs:qe] = acc / running_sum
+        lse[:, :, qs:qe] = (running_max + torch.log(running_sum)).squeeze(-1)
+    return out, lse
 
 
 class _FlashAttention(torch.autograd.Function):
@@ -96,24 +112,23 @@ class _FlashAttention(torch.autograd.Function):
         block_size, is_causal, scale = ctx.block_size, ctx.is_causal, ctx.scale
         n_q, n_k = q.shape[2], k.shape[2]
         dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-        # D_i = sum_j P_ij dP_ij = dO_i · O_i
+        # D_i = sum_j P_ij dP_ij = dO_i · O_i, one number per query
         delta = (grad_out * out).sum(dim=-1, keepdim=True)  # (B, H, n_q, 1)
-        rows = torch.arange(n_q, device=q.device)[:, None]
-        for start in range(0, n_k, block_size):
-            if is_causal and start > n_q - 1:
-                break
-            stop = min(start + block_size, n_k)
-            kb, vb = k[:, :, start:stop], v[:, :, start:stop]
-            s = q @ kb.transpose(-2, -1) * scale  # (B, H, n_q, b)
-            if is_causal:
-                cols = torch.arange(start, stop, device=q.device)[None, :]
-                s = s.masked_fill(cols > rows, -math.inf)
-            p = torch.exp(s - lse[..., None])  # the exact weights of this tile, (B, H, n_q, b)
-            dv[:, :, start:stop] = p.transpose(-2, -1) @ grad_out  # (B,H,b,n_q) @ (B,H,n_q,d_v)
-            dp = grad_out @ vb.transpose(-2, -1)  # (B, H, n_q, b)
-            ds = p * (dp - delta)  # softmax backward, (B, H, n_q, b)
-            dq += ds @ kb * scale
-            dk[:, :, start:stop] = ds.transpose(-2, -1) @ q * scale
+        for qs, qe in _query_blocks(n_q, block_size):
+            qb, gb = q[:, :, qs:qe], grad_out[:, :, qs:qe]  # (B, H, bq, d), (B, H, bq, d_v)
+            rows = torch.arange(qs, qe, device=q.device)[:, None]
+            for start in range(0, n_k, block_size):
+                if is_causal and start > qe - 1:
+                    break
+                stop = min(start + block_size, n_k)
+                kb, vb = k[:, :, start:stop], v[:, :, start:stop]
+                s = _tile_scores(qb, k, rows, start, stop, is_causal, scale)  # (B, H, bq, bk)
+                p = torch.exp(s - lse[:, :, qs:qe, None])  # this tile's exact weights
+                dv[:, :, start:stop] += p.transpose(-2, -1) @ gb  # (B,H,bk,bq) @ (B,H,bq,d_v)
+                dp = gb @ vb.transpose(-2, -1)  # (B, H, bq, bk)
+                ds = p * (dp - delta[:, :, qs:qe])  # softmax backward, (B, H, bq, bk)
+                dq[:, :, qs:qe] += ds @ kb * scale
+                dk[:, :, start:stop] += ds.transpose(-2, -1) @ qb * scale
         return dq, dk, dv, None, None, None
 
 
@@ -129,8 +144,8 @@ def flash_attention(
 
     queries (B, H, n_q, d), keys (B, H, n_k, d), values (B, H, n_k, d_v) -> (B, H, n_q, d_v).
     scale defaults to 1/sqrt(d). is_causal: query i sees keys 0..i (top-left aligned, as
-    `scaled_dot_product_attention`); tiles entirely above the diagonal are skipped. Memory is
-    O(n_q · block_size) beyond inputs and output, in the forward and in the backward pass.
+    `scaled_dot_product_attention`); tiles entirely above the diagonal are skipped. Beyond inputs
+    and output, memory is a few (block_size, block_size) tiles, in the forward and the backward.
     """
     _check_qkv4(queries, keys, values)
     _check_block_size(block_size)
