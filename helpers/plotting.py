@@ -15,11 +15,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
     "Animator",
     "figure_bundle",
+    "freeze_background",
     "plot",
     "plot_kernel_reg",
     "set_figsize",
@@ -67,6 +70,39 @@ def show_figure(fig: Figure, handle=None):
         return display(bundle, raw=True, display_id=True)
     handle.update(bundle, raw=True)
     return handle
+
+
+def freeze_background(fig: Figure, dynamic: Sequence[Artist], dpi: float) -> None:
+    """Render everything but `dynamic` once and show it as a picture behind the dynamic artists.
+
+    For explorers: axes, ticks, labels, legends and fixed curves are then not laid out and
+    rasterised again on every redraw, only the artists that change. Call it after the figure
+    is complete, with the dpi its PNGs are saved at; afterwards only update the dynamic artists
+    (their titles should be `ax.text`, not `ax.set_title`) and do not resize the figure.
+    """
+    dynamic = list(dynamic)
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    shown = [a.get_visible() for a in dynamic]
+    for a in dynamic:
+        a.set_visible(False)
+    fig.patch.set_facecolor("white")
+    canvas.draw()
+    background = np.asarray(canvas.buffer_rgba()).copy()  # (height, width, 4), top row first
+    for a, visible in zip(dynamic, shown):
+        a.set_visible(visible)
+    keep = {id(a) for a in dynamic}
+    for ax in fig.axes:
+        children = ax.get_children()
+        if not any(id(c) in keep for c in children):
+            ax.set_visible(False)  # e.g. a colorbar: all of it is in the background
+            continue
+        ax.set_axis_off()  # ticks, labels and spines are in the background
+        ax.patch.set_visible(False)
+        for c in children:
+            if id(c) not in keep:
+                c.set_visible(False)
+    fig.figimage(background, xo=0, yo=0, origin="upper", zorder=-10)
 
 
 def set_figsize(figsize: tuple[float, float] = (3.5, 2.5)) -> None:
