@@ -64,9 +64,11 @@ class NWExplorerFigure:
         self.query_line = ax_fit.axvline(0.0, color="gray", lw=0.8)
         (self.star,) = ax_fit.plot([0.0], [0.0], "k*", ms=10, label=r"$\hat f$(query)")
         ax_fit.set(xlim=(0, 5), ylim=(-1, 5), xlabel="x", ylabel="y")
-        ax_fit.legend(fontsize=7, loc="upper right")
+        ax_fit.legend(fontsize=6.5, loc="lower right", ncol=2)
         self.fit_title = _title(ax_fit)
-        self.bars = ax_w.bar(x_train, np.zeros(n_train), width=0.06, color="tab:red")
+        self.x_keys = x_train
+        # one stem per key, drawn as a single collection (cheaper to redraw than 50 bars)
+        self.stems = ax_w.vlines(x_train, 0, np.zeros(n_train), color="tab:red", lw=3)
         self.w_query_line = ax_w.axvline(0.0, color="gray", lw=0.8)
         ax_w.set(xlim=(0, 5), ylim=(0, 1.02), xlabel="training input $x_i$ (key)")
         ax_w.set_ylabel("weight")
@@ -86,7 +88,7 @@ class NWExplorerFigure:
         ax_map.set_xticks(range(0, n_train, 10))
         self.map_title = _title(ax_map)
         self.figure = fig
-        dynamic = [self.fit, self.query_line, self.star, self.fit_title, *self.bars]
+        dynamic = [self.fit, self.query_line, self.star, self.fit_title, self.stems]
         dynamic += [self.w_query_line, self.w_title, self.image, self.row_line, self.map_title]
         freeze_background(fig, dynamic, dpi=EXPLORER_DPI)
 
@@ -107,8 +109,9 @@ class NWExplorerFigure:
         self.query_line.set_xdata([query, query])
         self.star.set_data([query], [prediction])
         self.fit_title.set_text(f"{kernel}, σ = {bandwidth:.3g}: test MSE {test_mse:.3f}")
-        for bar, h in zip(self.bars, w_np):
-            bar.set_height(h)
+        self.stems.set_segments(
+            [np.array([[x, 0.0], [x, h]]) for x, h in zip(self.x_keys, w_np)]
+        )
         self.w_query_line.set_xdata([query, query])
         self.w_title.set_text(f"weights of query x = {query:.2f} (max {w_np.max():.3f})")
         self.image.set_data(to_numpy(weights))

@@ -92,7 +92,7 @@ class LossExplorerFigure:
         (self.fit,) = ax_fit.plot(x_test, np.zeros(n_test), "m--", label=r"$\hat f$")
         ax_fit.plot(to_numpy(data.x_train), to_numpy(data.y_train), "o", alpha=0.4, ms=4)
         ax_fit.set(xlim=(0, 5), ylim=(-1, 5), xlabel="x", ylabel="y")
-        ax_fit.legend(fontsize=7, loc="upper right")
+        ax_fit.legend(fontsize=6.5, loc="lower right", ncol=2)
         self.fit_title = _title(ax_fit)
         self.image = ax_map.imshow(
             np.zeros((n_test, n_train)),

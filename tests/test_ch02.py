@@ -72,8 +72,9 @@ def test_explorer_follows_every_control(data):
     np.testing.assert_allclose(box.state["weights"], w, rtol=1e-5, atol=1e-8)
     assert box.state["prediction"] == pytest.approx(float(w @ y), rel=1e-5)
     assert box.state["heatmap_row"] in (12, 13)  # test grid 0, 0.1, ...: 1.2 or 1.3
-    heights = [bar.get_height() for bar in ch02_bars(box)]
-    np.testing.assert_allclose(heights, w, rtol=1e-5, atol=1e-8)
+    stems = box.figure.axes[1].collections[0].get_segments()  # one (x, 0)-(x, weight) per key
+    np.testing.assert_allclose([seg[0, 0] for seg in stems], x, rtol=1e-6)
+    np.testing.assert_allclose([seg[1, 1] for seg in stems], w, rtol=1e-5, atol=1e-8)
 
     box.controls["kernel"].value = "constant"
     np.testing.assert_allclose(box.state["y_hat"], np.full(50, y.mean()), rtol=1e-5)
@@ -93,10 +94,6 @@ def ch02_fit_line(box) -> np.ndarray:
     """The y data of the drawn fit (the dashed line of the left panel)."""
     ax = box.figure.axes[0]
     return next(line.get_ydata() for line in ax.get_lines() if line.get_linestyle() == "--")
-
-
-def ch02_bars(box):
-    return box.figure.axes[1].patches
 
 
 def test_uniform_heatmap_is_pale_and_says_so(data):
