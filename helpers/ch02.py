@@ -222,7 +222,11 @@ def check_lifted_features(lift: Any) -> bool:
 def check_loo_bandwidth(
     answer: Any, data: RegressionData | None = None, kernel: str = "boxcar"
 ) -> bool:
-    """Exercise: a width whose leave-one-out error is within 2 % of the best on a fine grid."""
+    """Exercise: a width whose leave-one-out error is within 0.1 % of the best on a fine grid.
+
+    The boxcar's error is flat between pairwise distances, so a grid search lands on the best
+    plateau; the tolerance is tight so that nearby widths printed in the chapter do not pass.
+    """
     data = make_regression_data() if data is None else data
     sigma = as_number(answer, "your sigma")
     if sigma <= 0:
@@ -230,7 +234,7 @@ def check_loo_bandwidth(
     x, y = data.x_train.double(), data.y_train.double()
     best = float(leave_one_out_mse(x, y, torch.linspace(0.05, 2.0, 157), kernel).min())
     return check(
-        float(leave_one_out_mse(x, y, sigma, kernel)) <= 1.02 * best,
+        float(leave_one_out_mse(x, y, sigma, kernel)) <= 1.001 * best,
         f"compute the leave-one-out error of the {kernel} kernel for widths between 0.05 and 2, "
         "at least every 0.025, and keep the width with the smallest error.",
     )

@@ -211,7 +211,11 @@ def check_bias_gradient(answer: Any) -> bool:
 
 @self_check
 def check_best_w_bigger_data(answer: Any) -> bool:
-    """Exercise: a w within 1 % of the best leave-one-out loss on the 200-point data set."""
+    """Exercise: a w within 0.05 % of the best leave-one-out loss on the 200-point data set.
+
+    Any grid of step <= 0.5 finds such a w; the tolerance is tight because the loss is flat
+    around its minimum, so that widths printed in the chapter do not pass by accident.
+    """
     w = as_number(answer, "your w")
     if w <= 0:
         return check(False, "w must be positive (w = 1 / σ).")
@@ -219,7 +223,7 @@ def check_best_w_bigger_data(answer: Any) -> bool:
     grid = torch.linspace(0.5, 30, 591, dtype=torch.float64)  # steps of 0.05
     best = float(leave_one_out_mse(d.x_train, d.y_train, 1 / grid).min())
     return check(
-        float(leave_one_out_mse(d.x_train, d.y_train, 1 / w)) <= 1.01 * best,
+        float(leave_one_out_mse(d.x_train, d.y_train, 1 / w)) <= 1.0005 * best,
         "evaluate the leave-one-out loss on a grid of w from 0.5 to 30 in steps of 0.05 (no "
         "gradients needed) for the 200-point data set, and keep the w with the smallest loss.",
     )

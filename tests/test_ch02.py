@@ -164,3 +164,5 @@ def test_check_loo_bandwidth(data, capsys):
     out = capsys.readouterr().out
     assert "Hint" in out and f"{best:.2f}" not in out
     assert not ch02.check_loo_bandwidth(-0.3)
+    assert not ch02.check_loo_bandwidth(0.433)  # printed in section 2.4: must not pass
+    assert not ch02.check_loo_bandwidth(0.275 / 0.577)  # a guess from the Gaussian's choice

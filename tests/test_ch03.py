@@ -135,6 +135,11 @@ def test_check_best_w_bigger_data(capsys):
     out = capsys.readouterr().out
     assert "Hint" in out and f"{best:.1f}" not in out
     assert not ch03.check_best_w_bigger_data(-1.0)
+    for printed in (4.77, 4.9, 4.7, 7.8):  # widths the chapter prints must not pass
+        assert not ch03.check_best_w_bigger_data(printed)
+    coarse = np.arange(0.5, 30.0001, 0.5)  # a coarse grid still finds a passing w
+    coarse_best = float(coarse[int(np.argmin([loo_numpy(x, y, w) for w in coarse]))])
+    assert ch03.check_best_w_bigger_data(coarse_best)
 
 
 class LiftedPooling(nn.Module):
