@@ -12,13 +12,13 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 import torch
-from matplotlib.colors import PowerNorm
+from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from helpers.data import RegressionData, make_regression_data
 from helpers.explorer import EXPLORER_DPI, as_number, build_explorer, check, self_check
-from helpers.plotting import freeze_background, to_numpy
+from helpers.plotting import WEIGHT_CMAP, WEIGHT_NORM, freeze_background, to_numpy, weights_rgba
 from helpers.pooling import KERNELS, attention_weights, leave_one_out_mse, nadaraya_watson
 
 __all__ = [
@@ -73,14 +73,16 @@ class NWExplorerFigure:
         ax_w.set(xlim=(0, 5), ylim=(0, 1.02), xlabel="training input $x_i$ (key)")
         ax_w.set_ylabel("weight")
         self.w_title = _title(ax_w)
+        # RGBA pixels on the fixed 0-1 scale (weights_rgba), with the matching colour bar
         self.image = ax_map.imshow(
-            np.zeros((n_test, n_train)),
-            cmap="Reds",
-            norm=PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0),
-            aspect="auto",
-            interpolation="nearest",
+            weights_rgba(np.zeros((n_test, n_train))), aspect="auto", interpolation="nearest"
         )
-        fig.colorbar(self.image, ax=ax_map, shrink=0.85, ticks=[0, 0.02, 0.1, 0.25, 0.5, 1])
+        fig.colorbar(
+            ScalarMappable(norm=WEIGHT_NORM, cmap=WEIGHT_CMAP),
+            ax=ax_map,
+            shrink=0.85,
+            ticks=[0, 0.02, 0.1, 0.25, 0.5, 1],
+        )
         self.row_line = ax_map.axhline(0, color="tab:blue", lw=0.8)
         ax_map.set(xlabel="training inputs (keys)", ylabel="test inputs (queries)")
         ticks = list(range(0, n_test, 10))
@@ -109,12 +111,10 @@ class NWExplorerFigure:
         self.query_line.set_xdata([query, query])
         self.star.set_data([query], [prediction])
         self.fit_title.set_text(f"{kernel}, σ = {bandwidth:.3g}: test MSE {test_mse:.3f}")
-        self.stems.set_segments(
-            [np.array([[x, 0.0], [x, h]]) for x, h in zip(self.x_keys, w_np)]
-        )
+        self.stems.set_segments([np.array([[x, 0.0], [x, h]]) for x, h in zip(self.x_keys, w_np)])
         self.w_query_line.set_xdata([query, query])
         self.w_title.set_text(f"weights of query x = {query:.2f} (max {w_np.max():.3f})")
-        self.image.set_data(to_numpy(weights))
+        self.image.set_data(weights_rgba(to_numpy(weights)))
         self.row_line.set_ydata([row, row])
         uniform = bool(np.ptp(to_numpy(weights)) < 1e-12)
         n = data.n_train
@@ -142,7 +142,12 @@ def nw_explorer(
     controls = {
         "kernel": widgets.Dropdown(options=list(KERNELS), value=kernel, description="kernel"),
         "bandwidth": widgets.FloatLogSlider(
-            value=bandwidth, base=10, min=-1.5, max=1, step=0.05, description="σ",
+            value=bandwidth,
+            base=10,
+            min=-1.5,
+            max=1,
+            step=0.05,
+            description="σ",
             continuous_update=True,
         ),
         "query": widgets.FloatSlider(

@@ -15,13 +15,17 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 __all__ = [
     "Animator",
     "figure_bundle",
+    "WEIGHT_CMAP",
+    "WEIGHT_NORM",
     "freeze_background",
     "plot",
     "plot_kernel_reg",
@@ -29,7 +33,12 @@ __all__ = [
     "show_figure",
     "show_heatmaps",
     "to_numpy",
+    "weights_rgba",
 ]
+
+
+WEIGHT_CMAP = colormaps["Reds"]  # the explorers' heatmaps: one fixed scale for every weight
+WEIGHT_NORM = PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -72,6 +81,16 @@ def show_figure(fig: Figure, handle=None):
     return handle
 
 
+def weights_rgba(weights: np.ndarray) -> np.ndarray:
+    """Attention weights (n_q, n_k) in [0, 1] as RGBA pixels on the explorers' fixed colour scale.
+
+    The scale is `WEIGHT_NORM` on `WEIGHT_CMAP` (0 to 1, square-root spaced, so that small weights
+    stay visible and uniform weights of 1/n stay pale); computing the pixels here spares the
+    figure a masked-array normalisation on every redraw.
+    """
+    return WEIGHT_CMAP(np.sqrt(np.clip(weights, 0.0, 1.0)), bytes=True)  # (n_q, n_k, 4) uint8
+
+
 def freeze_background(fig: Figure, dynamic: Sequence[Artist], dpi: float) -> None:
     """Render everything but `dynamic` once and show it as a picture behind the dynamic artists.
 
@@ -102,7 +121,21 @@ def freeze_background(fig: Figure, dynamic: Sequence[Artist], dpi: float) -> Non
         for c in children:
             if id(c) not in keep:
                 c.set_visible(False)
-    fig.figimage(background, xo=0, yo=0, origin="upper", zorder=-10)
+    fig.add_artist(_Background(background[::-1].copy()))  # Agg draws images bottom row first
+
+
+class _Background(Artist):
+    """A pre-rendered RGBA picture of the whole figure, drawn first and without resampling."""
+
+    def __init__(self, rgba: np.ndarray):
+        super().__init__()
+        self.rgba = rgba  # (height, width, 4) uint8, bottom row first
+        self.set_zorder(-10)
+
+    def draw(self, renderer) -> None:
+        gc = renderer.new_gc()
+        renderer.draw_image(gc, 0, 0, self.rgba)
+        gc.restore()
 
 
 def set_figsize(figsize: tuple[float, float] = (3.5, 2.5)) -> None:

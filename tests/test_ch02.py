@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -99,7 +100,13 @@ def ch02_fit_line(box) -> np.ndarray:
 def test_uniform_heatmap_is_pale_and_says_so(data):
     box = ch02.nw_explorer(data, kernel="constant")
     image = next(a for a in box.figure.axes[2].get_images())
-    assert image.norm.vmin == 0 and image.norm.vmax == 1  # fixed scale: 1/50 is not "maximum"
+    pixels = np.asarray(image.get_array())  # (n_test, n_train, 4) RGBA on the fixed 0-1 scale
+    assert (pixels == pixels[0, 0]).all()  # uniform
+    # the colour of 1/50 on a 0-1 square-root scale (Reds), not the darkest colour
+    want = np.round(np.array(matplotlib.colormaps["Reds"](np.sqrt(1 / 50))) * 255)
+    np.testing.assert_allclose(pixels[0, 0], want, atol=1)
+    darkest = np.round(np.array(matplotlib.colormaps["Reds"](1.0)) * 255)
+    assert np.abs(pixels[0, 0].astype(int) - darkest).sum() > 200
     texts = [t.get_text() for t in box.figure.axes[2].texts]
     assert any("1/50 = 0.020" in t for t in texts)
 
