@@ -23,9 +23,8 @@ __all__ = [
     "alignment_explorer",
     "check_attention_parameters",
     "check_copy_alignment",
-    "check_mirror_hit_rate",
     "check_parameter_growth",
-    "mirror_hit_rate",
+    "check_score_count",
 ]
 
 
@@ -156,39 +155,23 @@ def check_attention_parameters(count: Any, num_hiddens: int = 128) -> bool:
     )
 
 
-def mirror_hit_rate(weights: torch.Tensor, n: int) -> float:
-    """Fraction of the first n rows of weights (steps, n) whose largest weight is at n - 1 - t."""
-    t = torch.arange(n)
-    return (weights[:n, :n].argmax(dim=-1) == n - 1 - t).double().mean().item()
-
-
-def _probe_matrices() -> list[tuple[torch.Tensor, int]]:
-    """Weight matrices (steps, n) to test a reader's hit-rate function on, with their n."""
-    gen = torch.Generator().manual_seed(7)
-    probes = []
-    for n, steps in ((4, 5), (6, 7), (10, 11), (1, 2)):
-        w = torch.softmax(3 * torch.randn(steps, n, generator=gen, dtype=torch.float64), dim=-1)
-        probes.append((w, n))
-    anti = torch.eye(5, dtype=torch.float64).flip(1)  # a perfect reversal of 5
-    probes.append((torch.cat([anti, torch.full((1, 5), 0.2, dtype=torch.float64)]), 5))
-    return probes
-
-
 @self_check
-def check_mirror_hit_rate(fn: Any) -> bool:
-    """Exercise 3: a function (weights (steps, n), n) -> fraction of steps t < n on the mirror."""
+def check_score_count(fn: Any) -> bool:
+    """Exercise 3: fn(n) -> how many (query, key) scores the decoder computes to reverse a
+    source of length n, the step that writes EOS included."""
     if not callable(fn):
-        raise _ReaderError("define a function hit_rate(weights, n) that returns a number.")
+        raise _ReaderError("define a function score_count(n) that returns a number.")
     ok = True
-    for w, n in _probe_matrices():
-        got = as_number(_returned(fn, w.clone(), n), "hit_rate(weights, n)")
-        ok = ok and abs(got - mirror_hit_rate(w, n)) < 1e-9
+    for n in range(1, 21):
+        got = as_number(_returned(fn, n), f"score_count({n})")
+        ok = ok and got == (n + 1) * n  # n + 1 output steps (n letters, EOS) x n source keys
     return check(
         ok,
-        "use only the first n rows (the last row is the step that writes EOS), take each row's "
-        "argmax, compare it with the mirrored position of that row, and average the matches "
-        "as a fraction between 0 and 1.",
-        "Correct! That is the first number section 7.6 reports, for one sequence at a time.",
+        "each output step asks one query; it is scored against every valid source position. "
+        "How many output steps does a reversal of n letters take, counting the one that "
+        "writes EOS?",
+        "Correct! Quadratic in the length, like self-attention in chapter 06, but the decoder "
+        "computes its scores one step after another.",
     )
 
 

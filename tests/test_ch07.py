@@ -62,7 +62,7 @@ def test_demo_is_an_anti_diagonal():
     box = ch07.EXPLORER_DEMOS["alignment"]()
     w = torch.as_tensor(box.state["weights"])
     n = len(box.state["source"])
-    assert ch07.mirror_hit_rate(w, n) == 1.0
+    assert torch.equal(w[:n].argmax(-1), torch.arange(n - 1, -1, -1))
 
 
 # --- the self-checks -------------------------------------------------------------------------
@@ -86,37 +86,24 @@ def test_attention_parameters(capsys):
     assert not ok and "Hint" in out and str(want) not in out
 
 
-def _reference_hit_rate(w, n):
-    hits = 0
-    for t in range(n):
-        row = w[t, :n].tolist()
-        hits += row.index(max(row)) == n - 1 - t
-    return hits / n
+def test_score_count(capsys):
+    def count(n):  # a loop over the decoder's steps and the keys each step scores
+        return sum(1 for _step in range(n + 1) for _key in range(n))
 
-
-def test_mirror_hit_rate_helper_against_a_loop():
-    for w, n in ch07._probe_matrices():
-        assert ch07.mirror_hit_rate(w, n) == pytest.approx(_reference_hit_rate(w, n))
-    anti = torch.eye(4).flip(1)
-    assert ch07.mirror_hit_rate(anti, 4) == 1.0
-
-
-def test_check_mirror_hit_rate(capsys):
-    assert _out(ch07.check_mirror_hit_rate, _reference_hit_rate, capsys)[0]
-
-    def all_rows(w, n):  # counts the EOS row too
-        t = torch.arange(w.shape[0])
-        return (w[:, :n].argmax(-1) == n - 1 - t).float().mean()
-
-    ok, out = _out(ch07.check_mirror_hit_rate, all_rows, capsys)
-    assert not ok and "Hint" in out
-
-    def count(w, n):  # a count, not a fraction
-        return _reference_hit_rate(w, n) * n
-
-    assert not _out(ch07.check_mirror_hit_rate, count, capsys)[0]
-    ok, out = _out(ch07.check_mirror_hit_rate, lambda w, n: None, capsys)
+    assert _out(ch07.check_score_count, count, capsys)[0]
+    for wrong in (lambda n: n * n, lambda n: n * (n - 1), lambda n: (n + 1) ** 2):
+        ok, out = _out(ch07.check_score_count, wrong, capsys)
+        assert not ok and "Hint" in out
+    ok, out = _out(ch07.check_score_count, lambda n: None, capsys)
     assert not ok and "replace the None" in out
+
+
+def test_decoder_really_scores_n_plus_1_steps_times_n_keys():
+    torch.manual_seed(0)
+    model = s2s.make_seq2seq(s2s.NUM_SPECIAL + 4, 8, 16, attention=True)
+    src = torch.tensor([[3, 4, 5, 6, 0]])  # length 4, one padding position
+    _, weights = s2s.predict_greedy(model, src, torch.tensor([4]), max_steps=5)
+    assert weights.shape == (1, 5, 4)  # 5 steps (at most n + 1), 4 keys each
 
 
 def test_parameter_growth(capsys):
