@@ -50,7 +50,7 @@ def run(attention: bool, epochs: int, train: s2s.SeqTask, test: s2s.SeqTask) -> 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--plain", type=int, nargs="*", default=[3, 6, 12, 24, 48])
+    ap.add_argument("--plain", type=int, nargs="*", default=[3, 6, 9, 12, 24, 48])
     ap.add_argument("--attention", type=int, nargs="*", default=[3, 6, 12])
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
