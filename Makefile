@@ -1,6 +1,8 @@
 # `make lab` opens the book in JupyterLab; `make test` runs every test. Each sets up .venv first.
 # `make site` builds the static HTML book; `make test-colab` re-runs the tests and notebooks with
 # the ipywidgets/IPython/ipykernel versions Google Colab ships (in .venv-colab).
+# PyTorch: on Linux without an NVIDIA GPU the CPU build (tools/install_torch.py); choose with
+# `make lab TORCH=cpu` or `TORCH=cuda` (the default wheel). A torch already in the venv is kept.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,6 +12,11 @@ CHROMIUM ?= /usr/bin/chromium
 COLAB_VENV ?= .venv-colab
 COLAB_PY := $(COLAB_VENV)/bin/python
 COLAB_STAMP := $(COLAB_VENV)/.installed
+TORCH ?= auto
+# d2l's own code is the reference some tests check the helpers against. Installed without its
+# dependencies (it pins numpy 1.23.5, which does not install on Python >= 3.12); never imported
+# by the book.
+D2L := d2l==1.0.3
 
 .PHONY: install lab test notebooks lint clean chromium site test-colab
 
@@ -18,9 +25,11 @@ install: $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt pyproject.toml | $(PY)
+$(STAMP): requirements.txt pyproject.toml tools/install_torch.py | $(PY)
 	$(PY) -m pip install --upgrade pip
+	$(PY) tools/install_torch.py --torch $(TORCH)
 	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps "$(D2L)"
 	$(PY) -m pip install --no-deps -e .
 	touch $(STAMP)
 
@@ -54,9 +63,11 @@ site: install  ## the static HTML book from the stored outputs -> _build/book/_b
 $(COLAB_PY):
 	$(PYTHON) -m venv $(COLAB_VENV)
 
-$(COLAB_STAMP): requirements.txt pyproject.toml .ci/colab-constraints.txt | $(COLAB_PY)
+$(COLAB_STAMP): requirements.txt pyproject.toml tools/install_torch.py .ci/colab-constraints.txt | $(COLAB_PY)
 	$(COLAB_PY) -m pip install --upgrade pip
+	$(COLAB_PY) tools/install_torch.py --torch $(TORCH)
 	$(COLAB_PY) -m pip install -r requirements.txt -c .ci/colab-constraints.txt
+	$(COLAB_PY) -m pip install --no-deps "$(D2L)"
 	$(COLAB_PY) -m pip install --no-deps -e .
 	touch $(COLAB_STAMP)
 

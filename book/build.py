@@ -4,7 +4,10 @@
 
 Jupyter Book 1 (Sphinx) renders the chapters in reading order (notebooks/NN_*.ipynb, found by
 name, so new chapters join automatically) with navigation, a Colab button per page and MathJax for
-the math. Nothing is executed: the pages show the outputs stored in the notebooks.
+the math. The pages show the outputs stored in the notebooks, except the explorers: a chapter that
+displays one is run in a fresh kernel, and each explorer's frames (one control moved at a time) are
+embedded in its page with a small script, so its controls work without a kernel
+(tools/static_explorers.py). `--no-explorers` skips that (faster; explorers then show nothing).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -22,6 +26,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 from booksettings import settings  # noqa: E402
+from static_explorers import embed_explorers  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "_build" / "book"
@@ -83,8 +88,13 @@ def toc(chapters: list[str]) -> dict:
     return {"format": "jb-book", "root": "index", "chapters": [{"file": c} for c in chapters]}
 
 
-def build(out: Path = DEFAULT_OUT, notebooks: Path = ROOT / "notebooks") -> Path:
-    """Copy the chapters next to the book's config in `out`, build, return the html folder."""
+def build(
+    out: Path = DEFAULT_OUT, notebooks: Path = ROOT / "notebooks", explorers: bool = True
+) -> Path:
+    """Copy the chapters next to the book's config in `out`, build, return the html folder.
+
+    With `explorers`, each chapter that shows an explorer is run once to record its frames.
+    """
     src = out / "src"
     if src.exists():
         shutil.rmtree(src)
@@ -92,8 +102,12 @@ def build(out: Path = DEFAULT_OUT, notebooks: Path = ROOT / "notebooks") -> Path
     chapters = []
     for path in sorted(notebooks.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        # Code is highlighted as Python also when the stored metadata leaves the language out.
-        nb.metadata.setdefault("language_info", {"name": "python", "pygments_lexer": "ipython3"})
+        if explorers:
+            start = time.perf_counter()
+            n = embed_explorers(path, nb)
+            if n:
+                took = time.perf_counter() - start
+                print(f"{path.name}: {n} explorer(s) recorded in {took:.0f} s")
         nbformat.write(nb, src / "notebooks" / path.name)
         chapters.append(f"notebooks/{path.stem}")
     shutil.copy(HERE / "index.md", src / "index.md")
@@ -111,8 +125,9 @@ def build(out: Path = DEFAULT_OUT, notebooks: Path = ROOT / "notebooks") -> Path
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--no-explorers", action="store_true", help="do not record explorer frames")
     args = ap.parse_args(argv)
-    html = build(args.out)
+    html = build(args.out, explorers=not args.no_explorers)
     print(f"The book is in {html / 'index.html'}")
     return 0
 

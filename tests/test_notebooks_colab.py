@@ -75,11 +75,8 @@ def _forbidden(name: str):
 
 def _setup_sources() -> list:
     """The generated template (so this runs with no chapter yet) and every chapter's set-up cell."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        from booksettings import setup_cell_source
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    from booksettings import setup_cell_source  # tools/ is on pytest's pythonpath
+
     params = [pytest.param(setup_cell_source(), id="template")]
     params += [pytest.param(_code_cells(p)[0], id=p.stem) for p in NOTEBOOKS]
     return params
