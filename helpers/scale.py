@@ -16,6 +16,7 @@ __all__ = [
     "flash_attention",
     "linear_attention",
     "local_attention",
+    "online_softmax_steps",
     "positive_random_features",
     "random_feature_map",
 ]
@@ -47,6 +48,42 @@ def _check_block_size(block_size) -> None:
         raise TypeError(f"block_size must be an int, got {type(block_size).__name__}")
     if block_size < 1:
         raise ValueError(f"block_size must be at least 1, got {block_size}")
+
+
+def online_softmax_steps(scores: torch.Tensor, values: torch.Tensor, block_size: int) -> list:
+    """The online softmax of one query, block by block: after each block of keys, the running
+    max m, the running sum l = Σ exp(s_j - m) and the running output o = Σ exp(s_j - m) v_j / l.
+
+    scores (n_k,), values (n_k, d_v) -> a list of dicts with `stop` (keys seen), `max`, `sum`,
+    `output` (d_v,) and `weights` (n_k,): the weights so far, exp(s_j - m) / l for seen keys and 0
+    for the rest. After the last block `output` equals softmax(scores) @ values.
+    """
+    if scores.dim() != 1 or values.dim() != 2 or values.shape[0] != scores.shape[0]:
+        raise ValueError(
+            f"need scores (n_k,) and values (n_k, d_v), got {tuple(scores.shape)} and "
+            f"{tuple(values.shape)}"
+        )
+    _check_block_size(block_size)
+    m = torch.tensor(-math.inf, dtype=scores.dtype)
+    total = torch.tensor(0.0, dtype=scores.dtype)
+    acc = torch.zeros(values.shape[1], dtype=values.dtype)
+    steps = []
+    for start in range(0, scores.shape[0], block_size):
+        s = scores[start : start + block_size]  # (b,)
+        new_m = torch.maximum(m, s.max())
+        correction = torch.exp(m - new_m)  # 0 on the first block (m = -inf)
+        p = torch.exp(s - new_m)  # (b,)
+        total = total * correction + p.sum()
+        acc = acc * correction + p @ values[start : start + block_size]  # (b,) @ (b, d_v)
+        m = new_m
+        stop = start + s.shape[0]
+        weights = torch.zeros_like(scores)
+        weights[:stop] = torch.exp(scores[:stop] - m) / total
+        steps.append(
+            {"stop": stop, "max": float(m), "sum": float(total), "output": acc / total,
+             "weights": weights}
+        )
+    return steps
 
 
 def _query_blocks(n_q: int, block_size: int):

@@ -15,6 +15,7 @@ from helpers.scale import (
     flash_attention,
     linear_attention,
     local_attention,
+    online_softmax_steps,
     positive_random_features,
     random_feature_map,
 )
@@ -172,3 +173,20 @@ def test_positive_random_features_estimate_the_softmax_kernel():
     assert errors[2] < 0.05
     with pytest.raises(ValueError, match="share the width"):
         positive_random_features(q, random_feature_map(5, 4))
+
+
+def test_online_softmax_steps_end_at_the_softmax_and_rescale_correctly():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(10, generator=g, dtype=torch.float64) * 3
+    values = torch.randn(10, 2, generator=g, dtype=torch.float64)
+    steps = online_softmax_steps(scores, values, block_size=4)
+    assert [s["stop"] for s in steps] == [4, 8, 10]
+    for s in steps:  # after each block: the softmax of the keys seen so far, by direct formula
+        seen = scores[: s["stop"]]
+        assert s["max"] == float(seen.max())
+        assert s["sum"] == pytest.approx(float(torch.exp(seen - seen.max()).sum()))
+        want = torch.softmax(seen, 0) @ values[: s["stop"]]
+        torch.testing.assert_close(s["output"], want)
+        torch.testing.assert_close(s["weights"][: s["stop"]], torch.softmax(seen, 0))
+    with pytest.raises(ValueError, match=r"\(10,\)"):
+        online_softmax_steps(scores, values[:5], 4)
