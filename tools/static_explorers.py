@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MAX_VALUES = 12  # frames per slider
@@ -165,12 +166,18 @@ def sweep_notebook(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNod
 def embed_explorers(path: Path, nb: nbformat.NotebookNode, timeout: int = 300) -> int:
     """Replace each explorer's stored widget view in `nb` (read from `path`) by its frames.
 
-    Only notebooks with a widget view are executed. Returns how many explorers were embedded.
+    Only notebooks with a widget view are executed; one that fails to run is reported in one line
+    and keeps its stored outputs (the site test then names it). Returns how many were embedded.
     """
     stored = [widget_views(c) if c.cell_type == "code" else [] for c in nb.cells]
     if not any(stored):
         return 0
-    executed, frames = sweep_notebook(path, timeout)
+    try:
+        executed, frames = sweep_notebook(path, timeout)
+    except CellExecutionError as err:
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        print(f"{path.name} failed to run ({first}): its explorers stay as stored")
+        return 0
     embedded = 0
     for index, (cell, views) in enumerate(zip(nb.cells, stored)):
         if not views or index >= len(executed.cells):
