@@ -139,7 +139,8 @@ def widget_views(cell: nbformat.NotebookNode) -> list[tuple[int, str]]:
 
 
 def sweep_notebook(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNode, dict]:
-    """Run the notebook at `path` in a fresh kernel; return it executed and its explorers' frames"""
+    """Run the notebook at `path` in a fresh kernel; return it (run up to its last widget) and the
+    frames of its explorers."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
@@ -148,10 +149,17 @@ def sweep_notebook(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNod
         resources={"metadata": {"path": str(path.parent)}},
         record_timing=False,
     )
+    # Run up to the last cell that shows a widget: later cells cannot be needed to draw it.
+    last = max(
+        (i for i, c in enumerate(nb.cells) if c.cell_type == "code" and widget_views(c)),
+        default=len(nb.cells) - 1,
+    )
     with tempfile.TemporaryDirectory() as tmp, client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
+        for index, cell in enumerate(nb.cells[: last + 1]):
             client.execute_cell(cell, index)
-        ids = [mid for c in nb.cells if c.cell_type == "code" for _, mid in widget_views(c)]
+        ids = [
+            mid for c in nb.cells[: last + 1] if c.cell_type == "code" for _, mid in widget_views(c)
+        ]
         out = Path(tmp) / "frames.json"
         sweep = nbformat.v4.new_code_cell(
             SWEEP_SOURCE % {"ids": ids, "max_values": MAX_VALUES, "path": str(out)}
