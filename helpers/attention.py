@@ -13,11 +13,13 @@ import torch
 from torch import nn
 
 __all__ = [
+    "SCORING_FUNCTIONS",
     "AdditiveAttention",
     "DotProductAttention",
     "MultiHeadAttention",
     "SelfAttentionSteps",
     "masked_softmax",
+    "scoring_weights",
     "self_attention_steps",
     "worked_example",
 ]
@@ -39,6 +41,20 @@ def _check_qkv(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) 
         raise ValueError(
             "keys and values must have the same number of positions, got keys "
             f"{tuple(keys.shape)} and values {tuple(values.shape)}"
+        )
+
+
+def _check_qk(queries: torch.Tensor, keys: torch.Tensor) -> None:
+    """Raise an error naming the tensors when queries and keys cannot be scored."""
+    for name, t in (("queries", queries), ("keys", keys)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 3:
+            raise ValueError(f"{name} must be 3-D (batch, n, d), got shape {tuple(t.shape)}")
+    if queries.shape[0] != keys.shape[0]:
+        raise ValueError(
+            "queries and keys must share the batch size, got shapes "
+            f"{tuple(queries.shape)} and {tuple(keys.shape)}"
         )
 
 
@@ -110,16 +126,21 @@ class DotProductAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.attention_weights: torch.Tensor | None = None
 
-    def forward(self, queries, keys, values, valid_lens=None):
-        """queries (B, n_q, d), keys (B, n_k, d), values (B, n_k, d_v) -> (B, n_q, d_v)."""
-        _check_qkv(queries, keys, values)
+    def scores(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """queries (B, n_q, d), keys (B, n_k, d) -> scores qᵀk / √d, (B, n_q, n_k)."""
+        _check_qk(queries, keys)
         if queries.shape[-1] != keys.shape[-1]:
             raise ValueError(
                 "dot-product attention needs queries and keys of the same width, got queries "
                 f"{tuple(queries.shape)} and keys {tuple(keys.shape)}"
             )
         d = queries.shape[-1]
-        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # (B, n_q, n_k)
+        return torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # (B, n_q, d) @ (B, d, n_k)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        """queries (B, n_q, d), keys (B, n_k, d), values (B, n_k, d_v) -> (B, n_q, d_v)."""
+        _check_qkv(queries, keys, values)
+        scores = self.scores(queries, keys)  # (B, n_q, n_k)
         self.attention_weights = masked_softmax(scores, valid_lens)
         return torch.bmm(self.dropout(self.attention_weights), values)  # (B, n_q, d_v)
 
@@ -135,14 +156,52 @@ class AdditiveAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.attention_weights: torch.Tensor | None = None
 
+    def scores(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """queries (B, n_q, d_q), keys (B, n_k, d_k) -> w_vᵀ tanh(W_q q + W_k k), (B, n_q, n_k)."""
+        _check_qk(queries, keys)
+        queries, keys = self.W_q(queries), self.W_k(keys)  # (B, n_q, h), (B, n_k, h)
+        features = torch.tanh(queries.unsqueeze(2) + keys.unsqueeze(1))  # (B, n_q, n_k, h)
+        return self.w_v(features).squeeze(-1)  # (B, n_q, n_k, h) -> (B, n_q, n_k)
+
     def forward(self, queries, keys, values, valid_lens=None):
         """queries (B, n_q, d_q), keys (B, n_k, d_k), values (B, n_k, d_v) -> (B, n_q, d_v)."""
         _check_qkv(queries, keys, values)
-        queries, keys = self.W_q(queries), self.W_k(keys)  # (B, n_q, h), (B, n_k, h)
-        features = torch.tanh(queries.unsqueeze(2) + keys.unsqueeze(1))  # (B, n_q, n_k, h)
-        scores = self.w_v(features).squeeze(-1)  # (B, n_q, n_k)
+        scores = self.scores(queries, keys)  # (B, n_q, n_k)
         self.attention_weights = masked_softmax(scores, valid_lens)
         return torch.bmm(self.dropout(self.attention_weights), values)  # (B, n_q, d_v)
+
+
+SCORING_FUNCTIONS = ("scaled dot product", "dot product", "additive", "gaussian")
+
+
+def scoring_weights(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    scoring: str,
+    valid_lens: torch.Tensor | None = None,
+    additive: AdditiveAttention | None = None,
+) -> torch.Tensor:
+    """Attention weights (B, n_q, n_k) of queries (B, n_q, d) over keys (B, n_k, d), by name.
+
+    scoring: "scaled dot product" (qᵀk/√d, `DotProductAttention.scores`), "dot product" (qᵀk),
+    "additive" (`additive.scores`, an `AdditiveAttention`) or "gaussian" (-‖q - k‖²/2, chapter
+    02's kernel). valid_lens as in `masked_softmax`.
+    """
+    _check_qk(queries, keys)
+    if scoring == "scaled dot product":
+        scores = DotProductAttention().scores(queries, keys)  # (B, n_q, n_k)
+    elif scoring == "dot product":
+        scores = torch.bmm(queries, keys.transpose(1, 2))  # (B, n_q, d) @ (B, d, n_k)
+    elif scoring == "additive":
+        if not isinstance(additive, AdditiveAttention):
+            raise TypeError("scoring='additive' needs an AdditiveAttention module as `additive`")
+        scores = additive.scores(queries, keys)  # (B, n_q, n_k)
+    elif scoring == "gaussian":
+        diff = queries.unsqueeze(2) - keys.unsqueeze(1)  # (B, n_q, 1, d) - (B, 1, n_k, d)
+        scores = -(diff**2).sum(-1) / 2  # (B, n_q, n_k)
+    else:
+        raise ValueError(f"scoring must be one of {SCORING_FUNCTIONS}, got {scoring!r}")
+    return masked_softmax(scores, valid_lens)  # (B, n_q, n_k)
 
 
 class SelfAttentionSteps(NamedTuple):

@@ -1,0 +1,218 @@
+"""Chapter 05, attention scoring functions: the scoring explorer and the exercises' self-checks.
+
+The scores and weights it draws come from `helpers.attention` (`scoring_weights`, the modules'
+`scores` methods); this module only draws them and checks the reader's answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+from matplotlib.figure import Figure
+
+from helpers.attention import SCORING_FUNCTIONS, AdditiveAttention, masked_softmax, scoring_weights
+from helpers.explorer import _ReaderError, as_number, build_explorer, check, matches, self_check
+
+__all__ = [
+    "EXPLORER_DEMOS",
+    "check_causal_lengths",
+    "check_masked_row",
+    "check_score_variance",
+    "check_unscaled_max_weight",
+    "masked_title",
+    "scoring_explorer",
+    "unscaled_max_weight",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The scoring explorer
+# ---------------------------------------------------------------------------------------------
+
+
+def masked_title(scoring: str, valid_len: int, n_k: int) -> str:
+    """The explorer's title: which keys (counted from 0, as the ticks are) are masked."""
+    if valid_len >= n_k:
+        return f"{scoring}: no key masked"
+    if valid_len == 0:
+        return f"{scoring}: every key masked, all weights 0"
+    if valid_len == n_k - 1:
+        return f"{scoring}: key {n_k - 1} masked"
+    return f"{scoring}: keys {valid_len}–{n_k - 1} masked"
+
+
+def scoring_explorer(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    additive: AdditiveAttention,
+    valid_len: int | None = None,
+) -> widgets.VBox:
+    """Heatmap of the weights of queries (n_q, d) over keys (n_k, d) per scoring function.
+
+    values: (n_k, d_v); additive: an `AdditiveAttention` sized for these queries and keys.
+    Controls: the scoring function and the number of valid keys (keys from that index on are
+    masked). State: `weights` (n_q, n_k), `outputs` (n_q, d_v) = weights @ values, `masked` (the
+    masked key indices) and `title`.
+    """
+    for name, t in (("queries", queries), ("keys", keys), ("values", values)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 2:
+            raise ValueError(f"{name} must be a 2-D tensor (n, d), got {getattr(t, 'shape', t)}")
+    if keys.shape[0] != values.shape[0]:
+        raise ValueError(
+            f"keys {tuple(keys.shape)} and values {tuple(values.shape)} need the same n_k"
+        )
+    n_q, n_k = queries.shape[0], keys.shape[0]
+    q, k = queries.detach()[None], keys.detach()[None]  # (1, n_q, d), (1, n_k, d)
+    v = values.detach().double()  # (n_k, d_v)
+
+    fig = Figure(figsize=(6.0, 2.6))
+    ax = fig.add_axes((0.09, 0.2, 0.72, 0.64))
+    cax = fig.add_axes((0.85, 0.2, 0.025, 0.64))
+    image = ax.imshow(torch.zeros(n_q, n_k).numpy(), cmap="Reds", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(image, cax=cax, label="weight")
+    boundary = ax.axvline(n_k - 0.5, color="k", lw=1.5, ls="--")
+    ax.set_xticks(range(n_k))
+    ax.set_yticks(range(n_q))
+    ax.set_xlabel("keys")
+    ax.set_ylabel("queries")
+    title = ax.set_title("")
+
+    def draw(scoring: str, valid_len: int) -> tuple[Figure, dict[str, Any]]:
+        with torch.no_grad():
+            lens = torch.tensor([valid_len], device=q.device)
+            weights = scoring_weights(q, k, scoring, lens, additive)[0].cpu().double()  # (n_q, n_k)
+        outputs = weights @ v  # (n_q, n_k) @ (n_k, d_v) -> (n_q, d_v)
+        image.set_data(weights.numpy())
+        boundary.set_xdata([valid_len - 0.5, valid_len - 0.5])
+        boundary.set_visible(valid_len < n_k)
+        title.set_text(masked_title(scoring, valid_len, n_k))
+        return fig, {
+            "weights": weights.tolist(),
+            "outputs": outputs.tolist(),
+            "masked": list(range(min(valid_len, n_k), n_k)),
+            "title": title.get_text(),
+        }
+
+    controls = {
+        "scoring": widgets.Dropdown(
+            options=list(SCORING_FUNCTIONS), value=SCORING_FUNCTIONS[0], description="scoring"
+        ),
+        "valid_len": widgets.IntSlider(
+            value=n_k if valid_len is None else valid_len,
+            min=0,
+            max=n_k,
+            description="valid keys",
+            continuous_update=True,
+        ),
+    }
+    return build_explorer(controls, draw, title="Scoring functions side by side")
+
+
+def _demo_scoring_explorer() -> widgets.VBox:
+    """The explorer on inputs like the chapter's: 4 queries, 10 keys of width 2, 6 valid."""
+    gen = torch.Generator().manual_seed(0)
+    queries = torch.randn(4, 2, generator=gen)  # (n_q, d)
+    keys = torch.randn(10, 2, generator=gen)  # (n_k, d)
+    values = torch.arange(40, dtype=torch.float32).reshape(10, 4)  # (n_k, d_v)
+    torch.manual_seed(0)
+    additive = AdditiveAttention(num_hiddens=8).eval()
+    with torch.no_grad():
+        additive(queries[None], keys[None], values[None])  # size the lazy layers
+    return scoring_explorer(queries, keys, values, additive, valid_len=6)
+
+
+EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"scoring": _demo_scoring_explorer}
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-checks
+# ---------------------------------------------------------------------------------------------
+
+
+@self_check
+def check_masked_row(weights: Any) -> bool:
+    """Exercise 1: the weights of the scores [1, 2, 3, 4] with valid length 2 (four numbers)."""
+    want = torch.tensor([math.exp(1), math.exp(2), 0.0, 0.0]) / (math.exp(1) + math.exp(2))
+    return check(
+        matches(weights, want, atol=1e-3, name="weights"),
+        "four weights; keys from index 2 on get exactly 0, and the first two are a softmax over "
+        "the valid scores only (they sum to 1).",
+        "Correct! Masked keys get exactly zero; the valid ones share all the weight.",
+    )
+
+
+def unscaled_max_weight(d: int = 256, n_q: int = 1000, n_k: int = 10, seed: int = 0) -> float:
+    """Mean over n_q random queries of the largest weight of softmax(qᵀk) (no 1/√d) over n_k keys.
+
+    Entries of queries and keys are independent N(0, 1); the generator is seeded with `seed`.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, n_q, d, generator=gen, dtype=torch.float64)  # (1, n_q, d)
+    k = torch.randn(1, n_k, d, generator=gen, dtype=torch.float64)  # (1, n_k, d)
+    weights = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (1, n_q, d) @ (1, d, n_k)
+    return weights.max(dim=-1).values.mean().item()
+
+
+@self_check
+def check_unscaled_max_weight(prediction: Any) -> bool:
+    """Exercise 2 (predict first): the mean largest weight of an unscaled dot product, d = 256."""
+    got = as_number(prediction, "your prediction")
+    if not 0 <= got <= 1:
+        raise _ReaderError("a weight lies between 0 and 1; so does the mean of the largest ones.")
+    return check(
+        abs(got - unscaled_max_weight()) <= 0.1,
+        "how large is the standard deviation of qᵀk when d = 256? Then: how far apart are the "
+        "largest and the second-largest of 10 such scores, and what does a softmax do with "
+        "such a gap?",
+        "Correct! Without 1/√d the scores spread so widely that the softmax is nearly one-hot: "
+        "almost no gradient reaches the other keys.",
+    )
+
+
+def _scaled_score_variance(d: int = 64) -> float:
+    """Var(qᵀk / √d) for q with mean-0, variance-1 entries and k with mean-1, variance-1 entries.
+
+    Each product q_i k_i has mean 0 and variance E[q_i²] E[k_i²] = 1 * (1 + 1) = 2.
+    """
+    return 2.0 * d / d
+
+
+@self_check
+def check_score_variance(variance: Any, d: int = 64) -> bool:
+    """Exercise 3: Var(qᵀk/√d) when q's entries have mean 0 and k's mean 1, all variance 1.
+
+    The tolerance (0.1) fits a simulation of 10,000 pairs (q, k), whose estimate has a standard
+    error of about 1.5 %, as well as the exact value.
+    """
+    return check(
+        abs(as_number(variance, "your variance") - _scaled_score_variance(d)) <= 0.1,
+        "qᵀk is a sum of d independent products q_i k_i. Each has mean E[q_i] E[k_i] and "
+        "variance E[q_i² k_i²] - (E[q_i k_i])²; for k_i, E[k_i²] = variance + mean². If you "
+        "simulate, use at least 10,000 pairs and divide each score by √d.",
+        "Correct! Keys that are not centred double the variance the 1/√d was sized for: one "
+        "reason Transformers normalise their inputs.",
+    )
+
+
+@self_check
+def check_causal_lengths(valid_lens: Any) -> bool:
+    """Exercise 4: per-query valid lengths (1, 4) for the last 4 of 6 positions, causally."""
+    if isinstance(valid_lens, torch.Tensor) and valid_lens.is_floating_point():
+        raise _ReaderError("valid lengths count keys: use whole numbers (an integer tensor).")
+    ok = matches(valid_lens, torch.tensor([[3, 4, 5, 6]]), atol=0, name="valid_lens")
+    if ok:  # also run it: the lengths must give the bottom-right-aligned causal mask
+        scores = torch.zeros(1, 4, 6)
+        keep = masked_softmax(scores, torch.as_tensor(valid_lens)) > 0  # (1, 4, 6)
+        ok = bool(torch.equal(keep[0], torch.ones(4, 6, dtype=torch.bool).tril(diagonal=2)))
+    return check(
+        ok,
+        "one row per query, shape (1, 4). Count from 0: a query at position p may see the keys "
+        "0, 1, ..., p. At which positions do the last four of six tokens sit?",
+        "Correct! The queries' mask is aligned to the bottom-right corner; is_causal=True in "
+        "PyTorch aligns it to the top-left, which is right only when n_q = n_k.",
+    )

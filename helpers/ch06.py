@@ -1,0 +1,262 @@
+"""Chapter 06, multi-head attention: the head explorer and the exercises' self-checks.
+
+The weights the explorer draws come from `helpers.attention.MultiHeadAttention`; this module only
+draws them, builds the chapter's hand-made example, and checks the reader's answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from helpers.attention import MultiHeadAttention
+from helpers.explorer import _ReaderError, as_number, build_explorer, check, matches, self_check
+from helpers.plotting import to_numpy
+
+__all__ = [
+    "EXAMPLE_TEXT",
+    "EXPLORER_DEMOS",
+    "check_first_token_head",
+    "check_head_width",
+    "check_mha_parameters",
+    "check_next_token_head",
+    "check_transpose_qkv_shape",
+    "head_explorer",
+    "position_letter_tokens",
+    "two_head_example",
+]
+
+EXAMPLE_TEXT = "abcabdca"  # section 6.6's sequence
+
+
+# ---------------------------------------------------------------------------------------------
+# The hand-made two-head example of section 6.6
+# ---------------------------------------------------------------------------------------------
+
+
+def position_letter_tokens(text: str = EXAMPLE_TEXT) -> tuple[torch.Tensor, list[str]]:
+    """Tokens (1, n, n + n_letters): a one-hot position, then a one-hot letter; and the letters."""
+    letters, n = sorted(set(text)), len(text)
+    pos = torch.eye(n)  # (n, n) one-hot positions
+    let = torch.eye(len(letters))[[letters.index(c) for c in text]]  # (n, n_letters)
+    return torch.cat([pos, let], dim=-1)[None], letters  # (1, n, n + n_letters)
+
+
+def two_head_example(
+    text: str = EXAMPLE_TEXT, head0_query: torch.Tensor | None = None, sharpness: float = 20.0
+) -> MultiHeadAttention:
+    """Section 6.6's model: head 0 attends by position, head 1 by letter (8 positions, 4 letters).
+
+    head0_query: the (n, n) block of W_q that maps a position to head 0's query; by default
+    `sharpness` times "the position before mine". The model has been run once on the tokens of
+    `text`, so its `head_weights` are (1, 2, n, n).
+    """
+    tokens, letters = position_letter_tokens(text)
+    n, n_let = len(text), len(letters)
+    if n != 8 or n_let != 4:
+        raise ValueError(f"the example needs 8 tokens and 4 distinct letters, got {text!r}")
+    model = MultiHeadAttention(16, 2, dropout=0.0)
+    model(tokens, tokens, tokens)  # size the lazy layers
+    if head0_query is None:
+        head0_query = sharpness * torch.diag(torch.ones(n - 1), diagonal=1)  # e_j -> e_{j-1}
+    with torch.no_grad():
+        for W in (model.W_q, model.W_k, model.W_v, model.W_o):
+            W.weight.zero_()
+        model.W_q.weight[0:8, 0:8] = torch.as_tensor(head0_query, dtype=torch.float32)
+        model.W_k.weight[0:8, 0:8] = torch.eye(n)  # head 0 key: "my position"
+        model.W_q.weight[8:12, 8:12] = sharpness * torch.eye(4)  # head 1 query: "my letter"
+        model.W_k.weight[8:12, 8:12] = torch.eye(4)  # head 1 key: "my letter"
+        model.W_v.weight[0:4, 8:12] = torch.eye(4)  # head 0 value: the letter it finds
+        model.W_v.weight[8:16, 0:8] = torch.eye(8)  # head 1 value: the position it finds
+        model.W_o.weight.copy_(torch.eye(16))
+        model(tokens, tokens, tokens)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# The head explorer
+# ---------------------------------------------------------------------------------------------
+
+
+def head_explorer(
+    weights: Any,
+    query_labels: Sequence[str] | None = None,
+    key_labels: Sequence[str] | None = None,
+    head_names: Sequence[str] | None = None,
+) -> widgets.VBox:
+    """Pick a head and a query; see that head's weights and the query's row as bars.
+
+    weights: (num_heads, n_q, n_k) for one example (e.g. `MultiHeadAttention.head_weights[0]`).
+    Heads and queries are counted from 0. State: `head`, `query`, `weights` (the row drawn, n_k).
+    """
+    w = to_numpy(weights).astype(float)
+    if w.ndim != 3:
+        raise ValueError(f"weights must be (num_heads, n_q, n_k), got shape {tuple(w.shape)}")
+    h, n_q, n_k = w.shape
+    query_labels = list(query_labels) if query_labels is not None else [str(i) for i in range(n_q)]
+    key_labels = list(key_labels) if key_labels is not None else [str(i) for i in range(n_k)]
+    head_names = list(head_names) if head_names is not None else [f"head {i}" for i in range(h)]
+    if (len(query_labels), len(key_labels), len(head_names)) != (n_q, n_k, h):
+        raise ValueError(
+            f"need {n_q} query labels, {n_k} key labels and {h} head names for weights of shape "
+            f"{tuple(w.shape)}; got {len(query_labels)}, {len(key_labels)}, {len(head_names)}"
+        )
+    # Ticks name each position with its index, so they agree with the query slider (from 0).
+    q_ticks = [f"{i} {s}" if s != str(i) else s for i, s in enumerate(query_labels)]
+    k_ticks = [f"{s}\n{i}" if s != str(i) else s for i, s in enumerate(key_labels)]
+
+    fig = Figure(figsize=(8.0, 3.0))
+    ax_map = fig.add_axes((0.08, 0.26, 0.3, 0.62))
+    ax_bar = fig.add_axes((0.5, 0.26, 0.46, 0.62))
+    image = ax_map.imshow(w[0], cmap="Reds", vmin=0, vmax=1)
+    frame = Rectangle((-0.5, -0.5), n_k, 1, fill=False, edgecolor="black", linewidth=2)
+    ax_map.add_patch(frame)
+    ax_map.set_xticks(range(n_k), k_ticks)
+    ax_map.set_yticks(range(n_q), q_ticks)
+    ax_map.set_xlabel("keys")
+    ax_map.set_ylabel("queries")
+    map_title = ax_map.set_title("")
+    bars = ax_bar.bar(range(n_k), w[0, 0], color="tab:red")
+    ax_bar.set_xticks(range(n_k), k_ticks)
+    ax_bar.set_ylim(0, 1)
+    ax_bar.set_xlabel("keys")
+    ax_bar.set_ylabel("weight")
+    bar_title = ax_bar.set_title("")
+
+    def draw(head: int, query: int) -> tuple[Figure, dict[str, Any]]:
+        row = w[head, query]  # (n_k,)
+        image.set_data(w[head])
+        frame.set_y(query - 0.5)
+        for bar, value in zip(bars, row, strict=True):
+            bar.set_height(value)
+        map_title.set_text(head_names[head])
+        bar_title.set_text(f"{head_names[head]}, query {q_ticks[query]}")
+        return fig, {"head": head, "query": query, "weights": row.copy()}
+
+    controls = {
+        "head": widgets.Dropdown(
+            options=[(name, i) for i, name in enumerate(head_names)], value=0, description="head"
+        ),
+        "query": widgets.IntSlider(
+            value=0, min=0, max=n_q - 1, description="query", continuous_update=True
+        ),
+    }
+    return build_explorer(controls, draw, title="Which keys does each head attend to?")
+
+
+def _demo_head_explorer() -> widgets.VBox:
+    """The explorer on section 6.6's two hand-made heads."""
+    model = two_head_example()
+    text = list(EXAMPLE_TEXT)
+    return head_explorer(
+        model.head_weights[0].detach(),
+        query_labels=text,
+        key_labels=text,
+        head_names=["head 0: previous position", "head 1: same letter"],
+    )
+
+
+EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"heads": _demo_head_explorer}
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-checks
+# ---------------------------------------------------------------------------------------------
+
+
+@self_check
+def check_head_width(p: Any) -> bool:
+    """Exercise 1: the per-head width p for num_hiddens = 100 and num_heads = 5."""
+    return check(
+        as_number(p, "p") == 100 / 5,
+        "every head gets the same share of the num_hiddens output features.",
+        "Correct: p_q = p_k = p_v = p_o / h.",
+    )
+
+
+@self_check
+def check_transpose_qkv_shape(shape: Any) -> bool:
+    """Exercise 2 (predict first): transpose_qkv's output shape for (2, 7, 12) and 3 heads."""
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in shape
+    ):
+        raise _ReaderError("write the shape as a tuple of whole numbers, e.g. (1, 2, 3).")
+    model = MultiHeadAttention(12, 3)
+    want = tuple(model.transpose_qkv(torch.zeros(2, 7, 12)).shape)
+    return check(
+        tuple(shape) == want,
+        "three numbers: the heads are folded into the batch axis, the sequence axis is "
+        "untouched, and each head keeps num_hiddens / num_heads features.",
+        "Correct: batch * heads, sequence, features per head.",
+    )
+
+
+@self_check
+def check_mha_parameters(count: Any) -> bool:
+    """Exercise 3: parameters of MultiHeadAttention(64, 8, bias=False) on inputs of width 32."""
+    model = MultiHeadAttention(64, 8, bias=False)
+    x = torch.zeros(1, 1, 32)
+    model(x, x, x)  # size the lazy layers
+    want = sum(p.numel() for p in model.parameters())
+    return check(
+        as_number(count, "your count") == want,
+        "four matrices, no biases: W_q, W_k and W_v map a width-32 input to num_hiddens "
+        "features, W_o maps num_hiddens to num_hiddens. Where do the heads appear?",
+        "Correct! The count does not depend on num_heads: heads split the same matrices.",
+    )
+
+
+def _attends(weights: torch.Tensor, targets: Sequence[int], rows: Sequence[int]) -> bool:
+    """True when each row's largest weight is on its target key and exceeds 0.5."""
+    w = weights[list(rows)]  # (rows, n_k)
+    target = torch.tensor(list(targets))
+    return bool((w.argmax(-1) == target).all() and (w[torch.arange(len(rows)), target] > 0.5).all())
+
+
+@self_check
+def check_next_token_head(head0_query: Any) -> bool:
+    """Exercise 4: the (8, 8) block of W_q that makes head 0 attend to the next position."""
+    block = torch.as_tensor(head0_query, dtype=torch.float32)
+    if block.shape != (8, 8):
+        raise _ReaderError(
+            f"head0_query has shape {tuple(block.shape)}; the block W_q.weight[0:8, 0:8] is (8, 8)."
+        )
+    weights = two_head_example(head0_query=block).head_weights[0, 0]  # (8, 8), head 0
+    return check(
+        _attends(weights, targets=range(1, 8), rows=range(7)),
+        "column j of the block is the query of position j, and it is compared with the keys "
+        "e_0 ... e_7. Which key should position j find? Keep the factor 20 for a sharp softmax.",
+        "Correct! The last token has no next position: its row has no match and stays uniform.",
+    )
+
+
+@self_check
+def check_first_token_head(projections: Any) -> bool:
+    """Exercise 5: (W_q rows, W_k rows), each (8, 12), of a head that attends to position 0."""
+    if not isinstance(projections, (tuple, list)) or len(projections) != 2:
+        raise _ReaderError("give a pair (w_query, w_key) of two (8, 12) tensors.")
+    tokens, _ = position_letter_tokens()  # (1, 8, 12)
+    mats = [torch.as_tensor(m, dtype=torch.float32) for m in projections]
+    for name, m in zip(("w_query", "w_key"), mats, strict=True):
+        if m.shape != (8, 12):
+            raise _ReaderError(f"{name} has shape {tuple(m.shape)}; it should be (8, 12).")
+    q = tokens[0] @ mats[0].T  # (8, 12) @ (12, 8) -> (8, 8): one query per token
+    k = tokens[0] @ mats[1].T  # (8, 8): one key per token
+    weights = torch.softmax(q @ k.T / math.sqrt(8), dim=-1)  # (8 queries, 8 keys)
+    ok = matches(weights.argmax(-1), torch.zeros(8), atol=0) and bool((weights[:, 0] > 0.5).all())
+    return check(
+        ok,
+        "the keys must single out position 0 (feature 0 of a token is 1 only there), and "
+        "every query, whatever its position, must ask for that feature, strongly enough for "
+        "the softmax to put more than half the weight there.",
+        "Correct! Heads like this one ('attend to the start') are common in trained models.",
+    )
+

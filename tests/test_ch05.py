@@ -1,0 +1,238 @@
+"""Chapter 05: the scoring explorer, the self-checks, and the attention modules' `scores`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import ch05
+from helpers.attention import (
+    SCORING_FUNCTIONS,
+    AdditiveAttention,
+    DotProductAttention,
+    scoring_weights,
+)
+from helpers.explorer import REPLACE_NONE
+
+
+def _inputs():
+    gen = torch.Generator().manual_seed(3)
+    queries = torch.randn(4, 2, generator=gen, dtype=torch.float64)  # (n_q, d)
+    keys = torch.randn(10, 2, generator=gen, dtype=torch.float64)  # (n_k, d)
+    values = torch.randn(10, 3, generator=gen, dtype=torch.float64)  # (n_k, d_v)
+    torch.manual_seed(0)
+    additive = AdditiveAttention(num_hiddens=5).double().eval()
+    additive(queries[None], keys[None], values[None])
+    return queries, keys, values, additive
+
+
+@torch.no_grad()
+def _reference_scores(scoring, q, k, additive):
+    """Float64 scores (n_q, n_k) written directly from each formula, pair by pair."""
+    n_q, n_k = q.shape[0], k.shape[0]
+    out = torch.zeros(n_q, n_k, dtype=torch.float64)
+    for i in range(n_q):
+        for j in range(n_k):
+            if scoring == "scaled dot product":
+                out[i, j] = q[i] @ k[j] / math.sqrt(q.shape[1])
+            elif scoring == "dot product":
+                out[i, j] = q[i] @ k[j]
+            elif scoring == "gaussian":
+                out[i, j] = -((q[i] - k[j]) ** 2).sum() / 2
+            else:
+                W_q, W_k, w_v = additive.W_q.weight, additive.W_k.weight, additive.w_v.weight[0]
+                out[i, j] = w_v @ torch.tanh(W_q @ q[i] + W_k @ k[j])
+    return out
+
+
+# --- the modules' scores -------------------------------------------------------------------
+
+
+def test_dot_product_scores_match_the_formula_and_feed_forward():
+    q, k, v, _ = _inputs()
+    attn = DotProductAttention()
+    got = attn.scores(q[None], k[None])[0]
+    torch.testing.assert_close(got, _reference_scores("scaled dot product", q, k, None))
+    out = attn(q[None], k[None], v[None])
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q[None], k[None], v[None]))
+
+
+def test_additive_scores_match_the_formula_and_feed_forward():
+    q, k, v, additive = _inputs()
+    with torch.no_grad():
+        got = additive.scores(q[None], k[None])[0]
+        want = _reference_scores("additive", q, k, additive)
+        torch.testing.assert_close(got, want)
+        additive(q[None], k[None], v[None], torch.tensor([7]))
+    want_w = torch.softmax(want[:, :7], dim=-1)
+    torch.testing.assert_close(additive.attention_weights[0, :, :7], want_w)
+    assert (additive.attention_weights[0, :, 7:] == 0).all()
+
+
+def test_scores_reject_bad_shapes():
+    with pytest.raises(ValueError, match="same width"):
+        DotProductAttention().scores(torch.zeros(1, 2, 3), torch.zeros(1, 4, 5))
+    with pytest.raises(ValueError, match="3-D"):
+        DotProductAttention().scores(torch.zeros(2, 3), torch.zeros(1, 4, 3))
+    with pytest.raises(ValueError, match="batch size"):
+        AdditiveAttention(4).scores(torch.zeros(2, 2, 3), torch.zeros(1, 4, 3))
+
+
+@pytest.mark.parametrize("scoring", SCORING_FUNCTIONS)
+def test_scoring_weights_by_name(scoring):
+    q, k, _, additive = _inputs()
+    with torch.no_grad():
+        got = scoring_weights(q[None], k[None], scoring, torch.tensor([6]), additive)[0]
+    want = torch.softmax(_reference_scores(scoring, q, k, additive)[:, :6], dim=-1)
+    torch.testing.assert_close(got[:, :6], want)
+    assert (got[:, 6:] == 0).all()
+
+
+def test_scoring_weights_rejects_unknown_names_and_missing_modules():
+    q = torch.zeros(1, 2, 3)
+    with pytest.raises(ValueError, match="scoring must be one of"):
+        scoring_weights(q, q, "cosine")
+    with pytest.raises(TypeError, match="AdditiveAttention"):
+        scoring_weights(q, q, "additive")
+
+
+def test_causal_lengths_equal_is_causal():
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 6, 4, generator=gen) for _ in range(3))
+    lens = torch.arange(1, 7).expand(2, 6)
+    ours = DotProductAttention()(q, k, v, lens)
+    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+
+def test_dropout_keeps_weights_unbiased_in_training_and_is_off_in_eval():
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 3, 4, generator=gen), torch.randn(1, 5, 4, generator=gen)
+    v = torch.eye(5)[None]  # (1, 5, 5): the output row is the dropped weight row itself
+    torch.manual_seed(0)
+    attn = DotProductAttention(dropout=0.5).train()
+    rows = torch.stack([attn(q, k, v) for _ in range(4000)])  # (4000, 1, 3, 5)
+    w = torch.softmax(q @ k.transpose(1, 2) / 2, dim=-1)
+    kept = rows[rows != 0]
+    assert set(torch.unique(rows[0] / w).round(decimals=4).tolist()) <= {0.0, 2.0}
+    assert kept.numel() < rows.numel()  # some weights were dropped
+    torch.testing.assert_close(rows.mean(0), w, atol=0.02, rtol=0)
+    attn.eval()
+    torch.testing.assert_close(attn(q, k, v), w)
+
+
+# --- the explorer ----------------------------------------------------------------------------
+
+
+def test_explorer_draws_every_scoring_function_and_masks_from_the_valid_length():
+    q, k, v, additive = _inputs()
+    box = ch05.scoring_explorer(q, k, v, additive, valid_len=6)
+    fig = box.figure
+    for scoring in SCORING_FUNCTIONS:
+        box.controls["scoring"].value = scoring
+        assert box.figure is fig
+        want = torch.softmax(_reference_scores(scoring, q, k, additive)[:, :6], dim=-1)
+        w = np.array(box.state["weights"])
+        np.testing.assert_allclose(w[:, :6], want.numpy(), atol=1e-10)
+        np.testing.assert_allclose(w[:, 6:], 0)
+        np.testing.assert_allclose(box.state["outputs"], w @ v.numpy(), atol=1e-10)
+        np.testing.assert_allclose(fig.axes[0].images[0].get_array(), w)
+    assert box.state["masked"] == [6, 7, 8, 9]
+    assert box.state["title"].endswith("keys 6–9 masked")
+
+
+def test_explorer_title_and_boundary_agree_with_the_0_based_ticks():
+    q, k, v, additive = _inputs()
+    box = ch05.scoring_explorer(q, k, v, additive)
+    ax = box.figure.axes[0]
+    assert list(ax.get_xticks()) == list(range(10))
+    line = ax.lines[0]
+    for n, title, masked in [
+        (10, "no key masked", []),
+        (9, "key 9 masked", [9]),
+        (3, "keys 3–9 masked", list(range(3, 10))),
+        (0, "every key masked, all weights 0", list(range(10))),
+    ]:
+        box.controls["valid_len"].value = n
+        assert box.state["title"] == f"scaled dot product: {title}"
+        assert ax.get_title() == box.state["title"]
+        assert box.state["masked"] == masked
+        assert line.get_xdata()[0] == n - 0.5 and line.get_visible() == (n < 10)
+        w = np.array(box.state["weights"])
+        np.testing.assert_allclose(w[:, n:], 0)
+        np.testing.assert_allclose(w.sum(-1), 1.0 if n else 0.0, atol=1e-12)
+
+
+def test_explorer_rejects_mismatched_inputs():
+    q, k, v, additive = _inputs()
+    with pytest.raises(ValueError, match="same n_k"):
+        ch05.scoring_explorer(q, k, v[:5], additive)
+    with pytest.raises(ValueError, match="2-D"):
+        ch05.scoring_explorer(q[None], k, v, additive)
+
+
+def test_demo_builds():
+    box = ch05.EXPLORER_DEMOS["scoring"]()
+    assert box.controls["valid_len"].value == 6 and box.png.startswith(b"\x89PNG")
+
+
+# --- the self-checks -------------------------------------------------------------------------
+
+
+def _out(check, answer, capsys):
+    result = check(answer)
+    return result, capsys.readouterr().out
+
+
+def test_masked_row(capsys):
+    e1, e2 = math.exp(1), math.exp(2)
+    ok, _ = _out(ch05.check_masked_row, [e1 / (e1 + e2), e2 / (e1 + e2), 0, 0], capsys)
+    assert ok
+    ok, out = _out(ch05.check_masked_row, torch.softmax(torch.tensor([1.0, 2, 3, 4]), 0), capsys)
+    assert not ok and "Hint" in out and "0.2689" not in out
+    assert _out(ch05.check_masked_row, None, capsys) == (False, REPLACE_NONE + "\n")
+
+
+def test_unscaled_max_weight(capsys):
+    # independent: the same experiment in NumPy from the same torch draws
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 1000, 256, generator=gen, dtype=torch.float64).numpy()[0]
+    k = torch.randn(1, 10, 256, generator=gen, dtype=torch.float64).numpy()[0]
+    s = q @ k.T
+    w = np.exp(s - s.max(1, keepdims=True))
+    want = (w / w.sum(1, keepdims=True)).max(1).mean()
+    assert ch05.unscaled_max_weight() == pytest.approx(want)
+    assert _out(ch05.check_unscaled_max_weight, want, capsys)[0]
+    assert _out(ch05.check_unscaled_max_weight, round(want, 1), capsys)[0]
+    ok, out = _out(ch05.check_unscaled_max_weight, 0.1, capsys)
+    assert not ok and "Hint" in out and f"{want:.2f}" not in out
+    ok, out = _out(ch05.check_unscaled_max_weight, 3, capsys)
+    assert not ok and out.startswith("Not yet")
+    assert ch05.unscaled_max_weight(d=2) < 0.6 < want  # the scaling matters
+
+
+def test_score_variance_passes_the_derived_and_simulated_answers(capsys):
+    assert _out(ch05.check_score_variance, 2, capsys)[0]  # 64 products of variance 1 * (1 + 1)
+    for seed in range(5):  # what a reader following the exercise gets: 10,000 simulated pairs
+        gen = torch.Generator().manual_seed(seed)
+        q = torch.randn(10_000, 64, generator=gen)
+        k = torch.randn(10_000, 64, generator=gen) + 1
+        estimate = ((q * k).sum(-1) / 8).var()
+        ok, out = _out(ch05.check_score_variance, estimate, capsys)
+        assert ok, (seed, float(estimate), out)
+    for wrong in (1, 64, 128):  # centred keys; no 1/√d; no 1/√d and off-centre
+        ok, out = _out(ch05.check_score_variance, wrong, capsys)
+        assert not ok and "Hint" in out and "= 2" not in out
+
+
+def test_causal_lengths(capsys):
+    assert _out(ch05.check_causal_lengths, [[3, 4, 5, 6]], capsys)[0]
+    assert _out(ch05.check_causal_lengths, torch.tensor([[3, 4, 5, 6]]), capsys)[0]
+    for wrong in ([[1, 2, 3, 4]], [[2, 3, 4, 5]], [3, 4, 5, 6]):
+        ok, out = _out(ch05.check_causal_lengths, wrong, capsys)
+        assert not ok and "[3, 4, 5, 6]" not in out
+    ok, out = _out(ch05.check_causal_lengths, torch.tensor([[3.0, 4, 5, 6]]), capsys)
+    assert not ok and "whole numbers" in out
