@@ -171,3 +171,10 @@ def test_a_notebook_that_fails_keeps_its_stored_outputs(tmp_path, capsys):
     assert static_explorers.WIDGET_VIEW in nb.cells[0].outputs[0]["data"]
     out = capsys.readouterr().out
     assert out.startswith("broken.ipynb failed to run (") and "broken chapter" in out
+
+
+def test_a_default_off_the_step_grid_is_still_a_frame():
+    box, _ = _explorer(widgets.FloatSlider(value=0.283, min=0.0, max=2.0, step=0.05))
+    spec = sweep_frames(box)["controls"][0]
+    assert spec["labels"][spec["default"]] == "0.28" and len(spec["labels"]) == 12
+    assert box.controls["slope"].value == 0.283
