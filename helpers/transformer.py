@@ -26,12 +26,17 @@ __all__ = [
     "LearnedPositionalEmbedding",
     "PositionWiseFFN",
     "PositionalEncoding",
+    "TinyGPT",
+    "TinyGPTBlock",
     "TransformerDecoder",
     "TransformerDecoderBlock",
     "TransformerEncoder",
     "TransformerEncoderBlock",
     "apply_rotary",
+    "generate",
+    "kv_cache_nbytes",
     "make_transformer_seq2seq",
+    "next_token_probs",
 ]
 
 
@@ -410,3 +415,165 @@ def make_transformer_seq2seq(
         model(torch.full((1, 1), NUM_SPECIAL), torch.ones(1, dtype=torch.long),
               torch.full((1, 1), BOS))
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# A decoder-only model (chapter 10): TinyGPT, its KV cache, and generation
+# ---------------------------------------------------------------------------------------------
+
+
+class TinyGPTBlock(nn.Module):
+    """A pre-norm decoder-only block: X + attention(ln1(X)) with a causal mask, then
+    X + ffn(ln2(X)). With a `cache` (a dict) it keeps every head's projected keys and values, so a
+    later call with only the new positions attends to all earlier ones without recomputing them.
+    """
+
+    def __init__(self, num_hiddens: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(num_hiddens)
+        self.attention = MultiHeadAttention(num_hiddens, num_heads, dropout)
+        self.ln2 = nn.LayerNorm(num_hiddens)
+        self.ffn = PositionWiseFFN(4 * num_hiddens, num_hiddens)
+        self.dropout = nn.Dropout(dropout)
+        self.num_hiddens = num_hiddens
+
+    def forward(self, X: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        """X (batch, T_new, num_hiddens) -> (batch, T_new, num_hiddens); fills `cache` in place."""
+        _check_x(X, width=self.num_hiddens)
+        att = self.attention
+        H = self.ln1(X)
+        q = att.transpose_qkv(att.W_q(H))  # (B*h, T_new, p)
+        k = att.transpose_qkv(att.W_k(H))  # (B*h, T_new, p)
+        v = att.transpose_qkv(att.W_v(H))  # (B*h, T_new, p)
+        if cache is not None:
+            if cache.get("k") is not None:
+                k = torch.cat((cache["k"], k), dim=1)  # (B*h, T_past + T_new, p)
+                v = torch.cat((cache["v"], v), dim=1)
+            cache["k"], cache["v"] = k, v
+        t_new, t_all = q.shape[1], k.shape[1]
+        # new query t (0-based) sits at position t_all - t_new + t and sees keys 0 .. that position
+        lens = torch.arange(t_all - t_new + 1, t_all + 1, device=X.device).repeat(q.shape[0], 1)
+        out = att.attention(q, k, v, lens)  # (B*h, T_new, p)
+        X = X + self.dropout(att.W_o(att.transpose_output(out)))  # (B, T_new, num_hiddens)
+        return X + self.dropout(self.ffn(self.ln2(X)))
+
+
+class TinyGPT(nn.Module):
+    """A decoder-only Transformer: token + learned position embeddings, `num_layers` causal
+    pre-norm blocks, a final layer norm and a linear map to the vocabulary (GPT-2's layout)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_hiddens: int,
+        num_heads: int,
+        num_layers: int,
+        max_len: int,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.vocab_size, self.max_len = vocab_size, max_len
+        self.embedding = nn.Embedding(vocab_size, num_hiddens)
+        self.pos_embedding = LearnedPositionalEmbedding(num_hiddens, dropout, max_len)
+        self.blks = nn.ModuleList(
+            TinyGPTBlock(num_hiddens, num_heads, dropout) for _ in range(num_layers)
+        )
+        self.ln_final = nn.LayerNorm(num_hiddens)
+        self.head = nn.Linear(num_hiddens, vocab_size)
+        with torch.no_grad():  # materialise the lazy layers
+            self(torch.zeros(1, 1, dtype=torch.long))
+
+    def new_cache(self) -> list[dict]:
+        """An empty KV cache: one dict per block, filled by `forward(tokens, cache)`."""
+        return [{"k": None, "v": None} for _ in self.blks]
+
+    def forward(self, tokens: torch.Tensor, cache: list[dict] | None = None) -> torch.Tensor:
+        """tokens (batch, T_new) -> logits (batch, T_new, vocab_size).
+
+        With a cache, `tokens` are the positions after the cached ones.
+        """
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
+            shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens)
+            raise ValueError(f"tokens must be a (batch, T) tensor of ids, got {shape}")
+        past = 0 if cache is None or cache[0]["k"] is None else cache[0]["k"].shape[1]
+        X = self.pos_embedding(self.embedding(tokens), offset=past)  # (B, T_new, d)
+        for i, blk in enumerate(self.blks):
+            X = blk(X, None if cache is None else cache[i])
+        return self.head(self.ln_final(X))  # (B, T_new, vocab_size)
+
+    @property
+    def attention_weights(self) -> list[torch.Tensor | None]:
+        """Per block, the last call's weights (batch, heads, T_new, T_all)."""
+        return [blk.attention.head_weights for blk in self.blks]
+
+
+def kv_cache_nbytes(cache: list[dict]) -> int:
+    """Bytes held by a TinyGPT KV cache (keys and values of every block)."""
+    return sum(t.nelement() * t.element_size() for c in cache for t in (c["k"], c["v"])
+               if t is not None)
+
+
+def next_token_probs(
+    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None
+) -> torch.Tensor:
+    """Sampling distribution from logits (..., vocab): softmax(logits / temperature) restricted to
+    the top_k largest logits (renormalised). temperature 0 puts all mass on the argmax."""
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) \
+            or temperature < 0:
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+    vocab = logits.shape[-1]
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool)
+                              or not 1 <= top_k):
+        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+    if temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(-1), vocab).to(logits.dtype)
+    scaled = logits / temperature
+    if top_k is not None and top_k < vocab:
+        kth = torch.topk(scaled, top_k, dim=-1).values[..., -1:]  # (..., 1) the k-th largest
+        scaled = scaled.masked_fill(scaled < kth, -math.inf)
+    return torch.softmax(scaled, dim=-1)
+
+
+@torch.no_grad()
+def generate(
+    model: TinyGPT,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    use_cache: bool = True,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The prompt (T,) or (batch, T) followed by `max_new_tokens` generated token ids.
+
+    Greedy at temperature 0; otherwise samples from `next_token_probs` with `generator`.
+    With use_cache the prompt is run once and each new token costs one position's work;
+    without it every step re-runs the whole sequence.
+    """
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() not in (1, 2) or prompt.shape[-1] < 1:
+        shape = tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt)
+        raise ValueError(f"prompt must be a non-empty (T,) or (batch, T) tensor, got {shape}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if prompt.shape[-1] + max_new_tokens > model.max_len:
+        raise ValueError(
+            f"prompt length {prompt.shape[-1]} + max_new_tokens {max_new_tokens} exceeds the "
+            f"model's max_len={model.max_len}"
+        )
+    next_token_probs(torch.zeros(1, 2), temperature, top_k)  # validates temperature and top_k
+    model.eval()
+    tokens = prompt[None] if prompt.dim() == 1 else prompt  # (B, T)
+    cache = model.new_cache() if use_cache else None
+    logits = model(tokens, cache)[:, -1]  # (B, vocab)
+    for _ in range(max_new_tokens):
+        probs = next_token_probs(logits, temperature, top_k)  # (B, vocab)
+        if temperature == 0:
+            nxt = logits.argmax(-1, keepdim=True)  # (B, 1)
+        else:
+            nxt = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+        tokens = torch.cat((tokens, nxt), dim=1)
+        if use_cache:
+            logits = model(nxt, cache)[:, -1]  # one new position
+        else:
+            logits = model(tokens)[:, -1]  # the whole sequence again
+    return tokens[0] if prompt.dim() == 1 else tokens
