@@ -19,8 +19,6 @@ import argparse
 import math
 import statistics
 import sys
-import threading
-import time
 from pathlib import Path
 
 import torch
@@ -31,38 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from helpers.scale import flash_attention, linear_attention, local_attention  # noqa: E402
-
-
-def rss_bytes() -> int:
-    """Resident memory of this process (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-    except OSError:
-        return 0
-
-
-def peak_extra_mb(fn) -> tuple[float, float]:
-    """Run fn once; return (seconds, peak resident memory above the start, in MB)."""
-    start = rss_bytes()
-    peak = start
-    done = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss_bytes())
-            time.sleep(0.001)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    t0 = time.perf_counter()
-    fn()
-    elapsed = time.perf_counter() - t0
-    done.set()
-    t.join()
-    peak = max(peak, rss_bytes())
-    return elapsed, (peak - start) / 2**20
+from helpers.utils import measure_peak_memory  # noqa: E402
 
 
 def naive(q, k, v):
@@ -119,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = fn(q, k, v)  # warm-up
                 times, mems = [], []
                 for _ in range(args.repeats):
-                    t, m = peak_extra_mb(lambda fn=fn, q=q, k=k, v=v: fn(q, k, v))
+                    t, m = measure_peak_memory(lambda fn=fn, q=q, k=k, v=v: fn(q, k, v))
                     times.append(t)
                     mems.append(m)
             err = ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
+import time
 
 import numpy as np
 import torch
@@ -14,6 +16,7 @@ __all__ = [
     "book_setup",
     "cpu",
     "describe_device",
+    "measure_peak_memory",
     "num_gpus",
     "set_seed",
     "try_gpu",
@@ -84,3 +87,40 @@ def book_setup(seed: int = 0) -> torch.device:
     device = try_gpu()
     print(describe_device(device))
     return device
+
+
+def _rss_bytes() -> int:
+    """Resident memory of this process in bytes (Linux /proc; 0 where it is not available)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+    except OSError:
+        return 0
+
+
+def measure_peak_memory(fn, interval: float = 0.001) -> tuple[float, float]:
+    """Run fn() once; return (seconds, peak rise of resident memory in MB while it ran).
+
+    A thread samples the process's resident memory every `interval` seconds. CPU tensors are
+    allocated and freed directly (no caching allocator), so the rise is what the call allocates,
+    give or take the sampling; 0 on systems without /proc.
+    """
+    start = _rss_bytes()
+    peak = start
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_bytes())
+            time.sleep(interval)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    t0 = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - t0
+    done.set()
+    watcher.join()
+    peak = max(peak, _rss_bytes())
+    return seconds, (peak - start) / 2**20
