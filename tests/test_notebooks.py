@@ -82,7 +82,9 @@ def test_ignore_output_marker_only_where_output_is_volatile(path):
         if "NBVAL_IGNORE_OUTPUT" in src:
             data = [o.get("data", {}) for o in cell.get("outputs", [])]
             volatile = any("application/vnd.jupyter.widget-view+json" in d for d in data)
-            volatile |= bool(re.search(r"time|perf_counter|measure_peak_memory|benchmark|Animator|train", src))
+            volatile |= bool(
+                re.search(r"time|perf_counter|measure_peak_memory|benchmark|Animator|train", src)
+            )
             assert volatile, f"{path.name}: NBVAL_IGNORE_OUTPUT on a cell that looks stable:\n{src}"
 
 

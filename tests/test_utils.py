@@ -62,3 +62,13 @@ def test_book_setup_refuses_an_old_torch(monkeypatch):
     monkeypatch.setattr(torch, "__version__", "2.1.2+cpu")
     with pytest.raises(RuntimeError, match="PyTorch 2.2 or newer, found 2.1.2"):
         helpers.book_setup()
+
+
+def test_measure_peak_memory_sees_a_large_temporary_allocation():
+    def allocate():
+        x = torch.ones(64 * 2**20 // 4)  # 64 MB of float32, freed on return
+        return float(x[0])
+
+    seconds, mb = helpers.utils.measure_peak_memory(allocate)
+    assert seconds > 0
+    assert 32 <= mb < 1024
