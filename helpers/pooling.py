@@ -18,8 +18,9 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from helpers._nw_fast import binned_fft, fused_or_direct
 
 __all__ = [
     "KERNELS",
@@ -37,15 +38,8 @@ __all__ = [
 
 Kernel = str | Callable[[torch.Tensor], torch.Tensor]
 
-# The fused path works on lifted features whose float32 rounding error grows like
-# 6e-8 * (max |x - c| / sigma)^2; above these scaled radii the direct path is used instead.
-_LIFT_RADIUS = {torch.float32: 16.0, torch.float64: 1e5}
 # Rows of the (n_q, n_k) matrix built at once by the direct path: about 2^21 entries per chunk.
 _CHUNK_ELEMENTS = 2**21
-# Keys per fused call on the CPU (the blocks are merged in float64, see `_lifted`).
-_KEY_BLOCK = 2**14
-# PyTorch's fused CPU attention kernel that also returns the log-sum-exp (None if unavailable).
-_FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 # Below this many (query, key) pairs the direct path is cheap and the most accurate.
 _DIRECT_MAX_PAIRS = 2**22
 
@@ -219,72 +213,6 @@ def _nw_direct(q, k, v, kernel, h) -> torch.Tensor:
     return torch.cat([_weights(q[i : i + rows], k, kernel, h) @ v for i in range(0, len(q), rows)])
 
 
-def _lifted(q, k, v, h) -> torch.Tensor:
-    """Gaussian NW as one fused dot-product attention call on lifted features: (n_q, d_v).
-
-    -(q - k)^2 / 2 = q k - k^2 / 2 - q^2 / 2 and the last term is the same for every key, so it
-    cancels in the softmax: [q, 1] . [k, -k^2 / 2] gives the same weights. The caller centres the
-    inputs first (see `_fused_or_direct`) so that the products stay small.
-    """
-    v_mean = v.mean(dim=0)  # (d_v,)
-    d_v = v.shape[1]
-    # The fused CPU kernel needs 4-D inputs with one common last dimension (CUDA likes 8-multiples)
-    d = max(2, d_v)
-    if q.device.type == "cuda":
-        d = -(-d // 8) * 8
-    Q = q.new_zeros(1, 1, len(q), d)  # (1, 1, n_q, d): [q, 1, 0...]
-    Q[0, 0, :, 0], Q[0, 0, :, 1] = q / h, 1
-    K = k.new_zeros(1, 1, len(k), d)  # (1, 1, n_k, d): [k, -k^2/2, 0...]
-    K[0, 0, :, 0], K[0, 0, :, 1] = k / h, -((k / h) ** 2) / 2
-    V = v.new_zeros(1, 1, len(k), d)  # (1, 1, n_k, d): [v - mean, 0...]
-    V[0, 0, :, :d_v] = v - v_mean
-    if _FLASH_CPU is None or q.device.type != "cpu":
-        out = F.scaled_dot_product_attention(Q, K, V, scale=1.0)  # (1, 1, n_q, d)
-        return out[0, 0, :, :d_v] + v_mean  # (n_q, d_v)
-    # On the CPU, run the fused kernel on blocks of keys and merge the blocks' softmaxes through
-    # their log-sum-exps in float64: float32 running sums over a million keys drift by ~1e-3.
-    num = torch.zeros(len(q), d_v, dtype=torch.float64)  # running sum of exp(lse - m) * out
-    den = torch.zeros(len(q), dtype=torch.float64)  # running sum of exp(lse - m)
-    m = torch.full((len(q),), -math.inf, dtype=torch.float64)  # running max of lse
-    for i in range(0, len(k), _KEY_BLOCK):
-        block = slice(i, i + _KEY_BLOCK)
-        # out (1, 1, n_q, d), lse (1, 1, n_q)
-        out, lse = _FLASH_CPU(Q, K[:, :, block], V[:, :, block], scale=1.0)
-        lse = lse[0, 0].double()  # (n_q,)
-        m_new = torch.maximum(m, lse)
-        old, new = torch.exp(m - m_new), torch.exp(lse - m_new)  # (n_q,), (n_q,)
-        num = num * old[:, None] + new[:, None] * out[0, 0, :, :d_v].double()
-        den = den * old + new
-        m = m_new
-    return (num / den[:, None]).to(v.dtype) + v_mean  # (n_q, d_v)
-
-
-def _fused_or_direct(q, k, v, h, strict: bool) -> torch.Tensor:
-    """Gaussian NW: fused lifted path for queries near the keys, direct path for the rest.
-
-    Inputs are centred on the key mean; the lifted scores' rounding error grows like
-    eps * (max |x - c| / h)^2, so queries (or key sets) beyond `_LIFT_RADIUS` take the direct path.
-    """
-    centre = k.mean()
-    qc, kc = q - centre, k - centre  # centred (n_q,), (n_k,)
-    limit = _LIFT_RADIUS.get(q.dtype, 0.0) * h
-    near = qc.abs() <= limit  # (n_q,)
-    if not kc.abs().max().item() <= limit:
-        near = torch.zeros_like(near)
-    if strict and not bool(near.all()):
-        raise ValueError(
-            "method='fused': queries/keys are too far apart relative to the bandwidth for the "
-            "lifted features' precision; use method='auto' or 'direct'"
-        )
-    if bool(near.all()):
-        return _lifted(qc, kc, v, h)
-    out = v.new_empty(len(q), v.shape[1])  # (n_q, d_v)
-    if bool(near.any()):
-        out[near] = _lifted(qc[near], kc, v, h)
-    out[~near] = _nw_direct(q[~near], k, v, "gaussian", h)
-    return out
-
-
 def nadaraya_watson(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -296,28 +224,35 @@ def nadaraya_watson(
     """Nadaraya-Watson kernel regression: queries (n_q,), keys (n_k,), values (n_k,) or (n_k, d_v)
     -> (n_q,) or (n_q, d_v).
 
-    Never builds the whole (n_q, n_k) weight matrix for large problems, so memory stays
-    O(n_q + n_k): the Gaussian kernel runs as PyTorch's fused `scaled_dot_product_attention` on
-    lifted features ("fused"), other kernels on query chunks ("direct"). `method="auto"` uses the
-    direct path for small problems and whenever the lifted features would lose precision
-    (queries far from the keys relative to the bandwidth). Kernels as in `attention_weights`.
+    Small problems, and every kernel but the Gaussian, take the direct path: the weights of a
+    chunk of queries at a time ("direct"). Large Gaussian problems never build the (n_q, n_k)
+    weight matrix (chapter 11 explains both ways): "fft" bins the keys on a fine grid and
+    convolves with the kernel by FFT, O(n_k + G log G + n_q) with a relative error below about
+    1e-6 near the keys; "fused" runs PyTorch's fused attention on lifted features. `method="auto"`
+    picks fft when the grid is small enough, else fused, and either hands the queries where it
+    would be inaccurate (far from every key) to the direct path. Kernels as in
+    `attention_weights`.
     """
     queries, keys, values, dtype, compute = _check(queries, keys, values)
     kernel, h = _kernel_name(kernel), _bandwidth(bandwidth)
-    if method not in ("auto", "direct", "fused"):
-        raise ValueError(f"method must be 'auto', 'direct' or 'fused', got {method!r}")
-    if method == "fused" and kernel != "gaussian":
-        raise ValueError(f"method='fused' needs the Gaussian kernel, got {kernel!r}")
+    if method not in ("auto", "direct", "fused", "fft"):
+        raise ValueError(f"method must be 'auto', 'direct', 'fused' or 'fft', got {method!r}")
+    if method in ("fused", "fft") and kernel != "gaussian":
+        raise ValueError(f"method={method!r} needs the Gaussian kernel, got {kernel!r}")
     q, k = queries.to(compute), keys.to(compute)
     v = values.to(compute)
     v = v[:, None] if v.dim() == 1 else v  # (n_k, d_v)
+    # The exact path for the queries a fast path hands back (far from every key): in float64,
+    # since there the scores are huge and float32 cannot tell the nearest keys apart.
+    direct = lambda qs: _nw_direct(qs.double(), k.double(), v.double(), "gaussian", h).to(v)
     out = None
+    large = len(q) * len(k) > _DIRECT_MAX_PAIRS
     if kernel == "constant":
         out = v.mean(dim=0).expand(len(q), -1)
-    elif kernel == "gaussian" and (
-        method == "fused" or (method == "auto" and len(q) * len(k) > _DIRECT_MAX_PAIRS)
-    ):
-        out = _fused_or_direct(q, k, v, h, strict=method == "fused")
+    elif kernel == "gaussian" and (method == "fft" or (method == "auto" and large)):
+        out = binned_fft(q, k, v, h, direct, strict=method == "fft")
+    if out is None and kernel == "gaussian" and (method == "fused" or (method == "auto" and large)):
+        out = fused_or_direct(q, k, v, h, direct, strict=method == "fused")
     if out is None:
         out = _nw_direct(q, k, v, kernel, h)
     out = out.to(dtype)

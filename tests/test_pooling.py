@@ -487,3 +487,54 @@ def test_cuda_matches_cpu(small):  # pragma: no cover - runs on GPU machines
         out = P.nadaraya_watson(q.cuda(), k.cuda(), v.cuda(), method=method)
         assert out.device.type == "cuda"
         assert torch.allclose(out.cpu(), P.nadaraya_watson(q, k, v), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The FFT path (binned keys convolved with the kernel) against float64 direct sums
+# ---------------------------------------------------------------------------------------------
+
+
+def _float64_nw(q, k, v, h):
+    """Direct float64 softmax weights times values, a few queries at a time."""
+    out = []
+    for i in range(0, len(q), 64):
+        s = -(((q[i : i + 64, None].double() - k.double()[None]) / h) ** 2) / 2
+        out.append(torch.softmax(s, dim=1) @ v.double())
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("h", [0.05, 0.5, 2.0])
+def test_fft_path_matches_float64_on_many_keys(h):
+    g = torch.Generator().manual_seed(0)
+    k = torch.rand(200_000, generator=g) * 5
+    v = torch.stack([torch.sin(3 * k), k**0.8 + 0.5 * torch.randn(200_000, generator=g)], 1)
+    q = torch.cat([torch.linspace(-1, 6, 500), torch.tensor([-1e3, 1e3, 40.0])])
+    got = P.nadaraya_watson(q, k, v, bandwidth=h, method="fft")
+    want = _float64_nw(q, k, v, h)
+    assert got.dtype == torch.float32 and got.shape == (503, 2)
+    assert (got.double() - want).abs().max() < 1e-5
+
+
+def test_auto_takes_the_fft_path_for_large_gaussian_problems(monkeypatch):
+    from helpers import _nw_fast
+
+    calls = []
+    real = _nw_fast.binned_fft
+    monkeypatch.setattr(P, "binned_fft", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    g = torch.Generator().manual_seed(1)
+    k = torch.rand(50_000, generator=g) * 5
+    v = torch.randn(50_000, generator=g)
+    q = torch.linspace(0, 5, 200)
+    got = P.nadaraya_watson(q, k, v, bandwidth=0.3)
+    assert calls == [1]
+    assert (got.double() - _float64_nw(q, k, v[:, None], 0.3)[:, 0]).abs().max() < 1e-5
+
+
+def test_fft_path_refuses_a_grid_too_fine_for_the_span_and_auto_falls_back():
+    k = torch.tensor([0.0, 1e6, 2e6]).repeat(2000)  # span 2e6 at bandwidth 0.01
+    v = torch.arange(6000.0)
+    q = torch.tensor([1e6 + 0.001])
+    with pytest.raises(ValueError, match="grid points"):
+        P.nadaraya_watson(q, k, v, bandwidth=0.01, method="fft")
+    got = P.nadaraya_watson(q.repeat(1000), k, v, bandwidth=0.01)  # large: auto tries fft first
+    assert torch.allclose(got, v[1::3].mean().expand(1000))
