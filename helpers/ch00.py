@@ -62,14 +62,14 @@ def desk_scene_explorer(intention: str = "read a book", saliency: float = 1.0) -
     ax_desk.set_ylim(-0.9, 5.2)
     ax_desk.set_aspect("equal")
     ax_desk.axis("off")
-    desk_title = ax_desk.set_title("", fontsize=9)
+    desk_title = ax_desk.set_title("", fontsize=9, y=1.02)  # fixed y: no per-draw placement
     bars = ax_bar.barh(list(DESK_OBJECTS), [0.0] * len(DESK_OBJECTS), color="tab:gray")
     ax_bar.set_xlim(0, 1)
     ax_bar.set_xticks([0, 0.5, 1])  # few tick labels: text is most of a redraw's cost
     ax_bar.invert_yaxis()
     ax_bar.set_xlabel("attention weight")
     ax_bar.tick_params(axis="y", labelsize=8)
-    bar_title = ax_bar.set_title("", fontsize=9)
+    bar_title = ax_bar.set_title("", fontsize=9, y=1.02)
 
     def draw(intention: str, saliency: float) -> tuple[Figure, dict[str, Any]]:
         weights = desk_scene_weights(intention, saliency)  # (5,)

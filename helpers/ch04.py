@@ -12,7 +12,6 @@ from typing import Any
 import ipywidgets as widgets
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from helpers.attention import self_attention_steps, worked_example
 from helpers.explorer import _ReaderError, as_number, build_explorer, check, matches, self_check
@@ -68,28 +67,33 @@ def self_attention_stepper(
     ax_s = fig.add_axes((0.05, 0.14, 0.22, 0.68))
     ax_w = fig.add_axes((0.33, 0.14, 0.22, 0.68))
     ax_v = fig.add_axes((0.61, 0.14, 0.22, 0.68))
-    keys = [f"key {j}" for j in range(n)]
-    dims = [f"dim {c}" for c in range(d_v)]
+    # numeric positions with fixed tick labels (categorical axes are slow to draw)
+    keys, dims = list(range(n)), list(range(d_v))
+    for ax, labels in ((ax_s, "key"), (ax_w, "key"), (ax_v, "dim")):
+        count = d_v if labels == "dim" else n
+        ax.set_xticks(range(count), [f"{labels} {j}" for j in range(count)])
     score_bars = ax_s.bar(keys, [0.0] * n, color="tab:blue")
     ax_s.axhline(0, color="k", lw=0.6)
-    s_title = ax_s.set_title("")
+    s_title = ax_s.set_title("", y=1.02)  # a fixed y skips the per-draw title placement
     weight_bars = ax_w.bar(keys, [0.0] * n, color="tab:red")
     weight_texts = [ax_w.text(j, 0, "", ha="center", fontsize=8) for j in range(n)]
     ax_w.set_ylim(0, 1.12)
-    ax_w.set_title("softmax weights")
+    ax_w.set_title("softmax weights", y=1.02)
     stacks = [ax_v.bar(dims, [0.0] * d_v, color=colors[j], label=" ") for j in range(n)]
     (out_marks,) = ax_v.plot(dims, [0.0] * d_v, "k_", markersize=20, mew=2, label="output (sum)")
     ax_v.axhline(0, color="k", lw=0.6)
-    v_title = ax_v.set_title("")
+    v_title = ax_v.set_title("", y=1.02)
     # A hand-made legend (plain texts are much cheaper to draw than a Legend): one line per value.
     key_texts = [
         fig.text(0.85, 0.78 - 0.1 * j, "", color=colors[j], fontsize=8, weight="bold")
         for j in range(n)
     ]
     fig.text(0.85, 0.78 - 0.1 * n, "— output (sum)", fontsize=8)
-    for ax in (ax_s, ax_v):  # few tick labels: text is most of a redraw's cost
-        ax.yaxis.set_major_locator(MaxNLocator(4))
-    ax_w.set_yticks([0, 0.5, 1])
+    # Numbers on the bars instead of y tick labels: an axis with ticks costs far more to redraw.
+    score_texts = [ax_s.text(j, 0, "", ha="center", fontsize=8) for j in range(n)]
+    out_texts = [ax_v.text(c, 0, "", ha="center", fontsize=8) for c in range(d_v)]
+    for ax in (ax_s, ax_w, ax_v):
+        ax.set_yticks([])
     suptitle = fig.suptitle("", fontsize=9)
 
     def draw(
@@ -102,11 +106,13 @@ def self_attention_stepper(
         weights = steps.weights[query]  # (n_k,)
         parts = steps.weighted_values[query]  # (n_k, d_v)
         output = steps.outputs[query]  # (d_v,)
-        for bar, s in zip(score_bars, scores.tolist()):
-            bar.set_height(s)
         lo, hi = min(0.0, scores.min().item()), max(0.0, scores.max().item())
-        pad = 0.1 * (hi - lo) + 0.5
+        pad = 0.15 * (hi - lo) + 0.5
         ax_s.set_ylim(lo - pad, hi + pad)
+        for j, (bar, text, s) in enumerate(zip(score_bars, score_texts, scores.tolist())):
+            bar.set_height(s)
+            text.set_position((j, s + (0.03 if s >= 0 else -0.1) * (hi - lo + 1)))
+            text.set_text(f"{s:.2f}")
         s_title.set_text(f"scores of query {query}" + (" / √d" if scale else ""))
         for j, (bar, text, w) in enumerate(zip(weight_bars, weight_texts, weights.tolist())):
             bar.set_height(w)
@@ -124,7 +130,11 @@ def self_attention_stepper(
                 base[c_] += h
             key_texts[j].set_text(f"{weights[j].item():.2f} × value {j}")
         out_marks.set_ydata(output.tolist())
-        ax_v.set_ylim(1.1 * down.min().item() - 0.5, 1.1 * up.max().item() + 0.5)
+        v_lo, v_hi = down.min().item(), up.max().item()
+        ax_v.set_ylim(v_lo - 0.15 * (v_hi - v_lo) - 0.5, v_hi + 0.15 * (v_hi - v_lo) + 0.5)
+        for c_, text in enumerate(out_texts):
+            text.set_position((c_, up[c_].item() + 0.04 * (v_hi - v_lo + 1)))
+            text.set_text(f"{output[c_].item():.2f}")
         v_title.set_text(f"output {query} = Σ weighted values")
         was = originals[name][r, c].item()
         edit = f"{name}[{r}, {c}] = {value:g}" + ("" if value == was else f" (was {was:g})")
