@@ -42,7 +42,7 @@ def self_attention_stepper(
     w_query: torch.Tensor,
     w_key: torch.Tensor,
     w_value: torch.Tensor,
-    entry: tuple[str, int, int] = ("W_k", 1, 0),
+    entry: tuple[str, int, int] = ("x", 0, 0),
 ) -> widgets.VBox:
     """Steps 4-7 for one query of x (n, d_in), with one entry of x, W_q, W_k or W_v editable.
 

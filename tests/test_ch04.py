@@ -67,7 +67,10 @@ def test_stepper_draws_every_query_with_and_without_scaling():
 def test_stepper_edits_one_entry_and_keeps_earlier_edits():
     box = ch04.self_attention_stepper(*worked_example())
     c = box.controls
-    assert c["entry"].value == ("W_k", 1, 0) and c["value"].value == 1.0
+    assert c["entry"].value == ("x", 0, 0) and c["value"].value == 1.0
+    assert box.state["title"] == "query 0; edited entry: x[0, 0] = 1"
+    c["entry"].value = ("W_k", 1, 0)
+    assert c["value"].value == 1.0
     c["value"].value = -2.0  # W_k[1, 0]: 1 -> -2
     wk = WK.copy()
     wk[1, 0] = -2.0
