@@ -57,7 +57,7 @@ chromium:
 			|| echo "Could not install chromium: the browser tests will be skipped."; \
 	else echo "No $(CHROMIUM) and no way to install it: the browser tests will be skipped."; fi
 
-site: install  ## the static HTML book from the stored outputs -> _build/book/_build/html/index.html
+site: install  ## the static HTML book (stored outputs; explorers recorded in a kernel) -> _build/book/_build/html/index.html
 	$(PY) book/build.py
 
 $(COLAB_PY):

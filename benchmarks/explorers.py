@@ -71,7 +71,8 @@ def measure(box, moves: int) -> list[tuple[str, float, float, int]]:
 
 
 def chapter_modules(names: list[str]) -> list[str]:
-    found = sorted(m.name for m in pkgutil.iter_modules(helpers.__path__) if m.name.startswith("ch"))
+    modules = pkgutil.iter_modules(helpers.__path__)
+    found = sorted(m.name for m in modules if m.name.startswith("ch"))
     return [m for m in found if not names or m in names]
 
 

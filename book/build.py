@@ -25,12 +25,21 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from booksettings import settings  # noqa: E402
+from booksettings import BADGE_IMAGE, settings  # noqa: E402
 from static_explorers import embed_explorers  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "_build" / "book"
 
+
+# The chapters' "Open in Colab" badge, drawn here so that the pages load no image from the web.
+COLAB_BADGE = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="117" height="20" role="img" '
+    'aria-label="Open in Colab"><rect width="117" height="20" rx="3" fill="#555"/>'
+    '<rect x="60" width="57" height="20" rx="3" fill="#f9ab00"/><rect x="60" width="4" '
+    'height="20" fill="#f9ab00"/><g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" '
+    'font-size="11"><text x="8" y="14">Open in</text><text x="68" y="14">Colab</text></g></svg>'
+)
 
 # The parts of MathJax 3 that the pages use (TeX input, HTML output and its fonts, menu).
 MATHJAX_PARTS = ("tex-mml-chtml.js", "input", "output/chtml", "ui", "a11y", "adaptors")
@@ -58,10 +67,25 @@ def bundle_mathjax(static: Path) -> bool:
     return True
 
 
+def default_extensions() -> list[str]:
+    """The Sphinx extensions Jupyter Book 1 loads by default."""
+    from jupyter_book.config import get_default_sphinx_config
+
+    return list(get_default_sphinx_config()["extensions"])
+
+
 def config(local_mathjax: bool = False) -> dict:
     """Jupyter Book's _config.yml (JSON is valid YAML): no execution, Colab launch buttons."""
     s = settings()
-    sphinx = {"html_show_copyright": False, "nb_merge_streams": True}
+    sphinx = {
+        "html_show_copyright": False,
+        "nb_merge_streams": True,
+        # Jupyter Book's extensions without sphinx_thebe: the pages launch Colab, not Thebe, and
+        # sphinx-thebe 0.3.1 declares its `const THEBE_JS_URL` twice per page (a console error).
+        "extensions": [e for e in default_extensions() if e != "sphinx_thebe"],
+        # A theme mode the theme accepts (its default, "", logs a console error on every page).
+        "html_context": {"default_mode": "light"},
+    }
     if local_mathjax:
         # Copied as extra files (a `_static` folder would add every .js file to every page).
         sphinx |= {"html_extra_path": ["_extra"], "mathjax_path": "../mathjax/tex-mml-chtml.js"}
@@ -79,7 +103,8 @@ def config(local_mathjax: bool = False) -> dict:
         },
         "html": {"use_repository_button": True, "home_page_in_navbar": True},
         "parse": {"myst_enable_extensions": ["dollarmath", "amsmath"]},
-        "sphinx": {"config": sphinx},
+        # recursive_update: merge these options into Jupyter Book's instead of replacing them
+        "sphinx": {"config": sphinx, "recursive_update": True},
     }
 
 
@@ -108,8 +133,12 @@ def build(
             if n:
                 took = time.perf_counter() - start
                 print(f"{path.name}: {n} explorer(s) recorded in {took:.0f} s")
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = cell.source.replace(BADGE_IMAGE, "colab-badge.svg")
         nbformat.write(nb, src / "notebooks" / path.name)
         chapters.append(f"notebooks/{path.stem}")
+    (src / "notebooks" / "colab-badge.svg").write_text(COLAB_BADGE, encoding="utf-8")
     shutil.copy(HERE / "index.md", src / "index.md")
     local_mathjax = bundle_mathjax(src / "_extra")
     if not local_mathjax:

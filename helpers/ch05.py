@@ -74,7 +74,7 @@ def scoring_explorer(
     ax = fig.add_axes((0.09, 0.2, 0.72, 0.64))
     cax = fig.add_axes((0.85, 0.2, 0.025, 0.64))
     image = ax.imshow(torch.zeros(n_q, n_k).numpy(), cmap="Reds", vmin=0, vmax=1, aspect="auto")
-    fig.colorbar(image, cax=cax, label="weight")
+    fig.colorbar(image, cax=cax, label="weight", ticks=[0, 0.5, 1])  # few labels: fast redraws
     boundary = ax.axvline(n_k - 0.5, color="k", lw=1.5, ls="--")
     ax.set_xticks(range(n_k))
     ax.set_yticks(range(n_q))

@@ -111,23 +111,25 @@ def head_explorer(
     q_ticks = [f"{i} {s}" if s != str(i) else s for i, s in enumerate(query_labels)]
     k_ticks = [f"{s}\n{i}" if s != str(i) else s for i, s in enumerate(key_labels)]
 
-    fig = Figure(figsize=(8.0, 3.0))
-    ax_map = fig.add_axes((0.08, 0.26, 0.3, 0.62))
-    ax_bar = fig.add_axes((0.5, 0.26, 0.46, 0.62))
-    image = ax_map.imshow(w[0], cmap="Reds", vmin=0, vmax=1)
+    # The bars share the heatmap's columns, so one row of key labels serves both panels.
+    fig = Figure(figsize=(4.8, 4.6))
+    ax_map = fig.add_axes((0.2, 0.45, 0.6, 0.48))
+    ax_bar = fig.add_axes((0.2, 0.16, 0.6, 0.18), sharex=ax_map)
+    image = ax_map.imshow(w[0], cmap="Reds", vmin=0, vmax=1, aspect="auto")
     frame = Rectangle((-0.5, -0.5), n_k, 1, fill=False, edgecolor="black", linewidth=2)
     ax_map.add_patch(frame)
-    ax_map.set_xticks(range(n_k), k_ticks)
     ax_map.set_yticks(range(n_q), q_ticks)
-    ax_map.set_xlabel("keys")
     ax_map.set_ylabel("queries")
+    ax_map.tick_params(labelbottom=False)
     map_title = ax_map.set_title("")
-    bars = ax_bar.bar(range(n_k), w[0, 0], color="tab:red")
+    bars = ax_bar.bar(range(n_k), w[0, 0], color="tab:red", width=0.8)
     ax_bar.set_xticks(range(n_k), k_ticks)
+    ax_bar.set_xlim(-0.5, n_k - 0.5)
     ax_bar.set_ylim(0, 1)
+    ax_bar.set_yticks([0, 0.5, 1])
     ax_bar.set_xlabel("keys")
     ax_bar.set_ylabel("weight")
-    bar_title = ax_bar.set_title("")
+    bar_title = ax_bar.set_title("", fontsize=10)
 
     def draw(head: int, query: int) -> tuple[Figure, dict[str, Any]]:
         row = w[head, query]  # (n_k,)
@@ -136,7 +138,7 @@ def head_explorer(
         for bar, value in zip(bars, row, strict=True):
             bar.set_height(value)
         map_title.set_text(head_names[head])
-        bar_title.set_text(f"{head_names[head]}, query {q_ticks[query]}")
+        bar_title.set_text(f"query {q_ticks[query]}: its row of weights")
         return fig, {"head": head, "query": query, "weights": row.copy()}
 
     controls = {

@@ -149,8 +149,10 @@ def _grid(lo: float, hi: float, step: float, default: float, max_values: int) ->
         picks = list(range(n_steps + 1))
     picks = _with_default(picks, int(round((default - lo) / step)))
     values = [min(hi, lo + i * step) for i in picks]
-    # the default exactly as the widget holds it (not re-derived from the grid)
-    return [default if abs(v - default) <= 1e-9 * max(1.0, abs(default)) else v for v in values]
+    # the default exactly as the widget holds it, also when it is off the step grid
+    nearest = min(range(len(values)), key=lambda i: abs(values[i] - default))
+    values[nearest] = default
+    return values
 
 
 def _frame(box: widgets.Widget) -> bytes:

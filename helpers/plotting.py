@@ -15,18 +15,30 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib import colormaps
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 __all__ = [
     "Animator",
     "figure_bundle",
+    "WEIGHT_CMAP",
+    "WEIGHT_NORM",
+    "freeze_background",
     "plot",
     "plot_kernel_reg",
     "set_figsize",
     "show_figure",
     "show_heatmaps",
     "to_numpy",
+    "weights_rgba",
 ]
+
+
+WEIGHT_CMAP = colormaps["Reds"]  # the explorers' heatmaps: one fixed scale for every weight
+WEIGHT_NORM = PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -67,6 +79,63 @@ def show_figure(fig: Figure, handle=None):
         return display(bundle, raw=True, display_id=True)
     handle.update(bundle, raw=True)
     return handle
+
+
+def weights_rgba(weights: np.ndarray) -> np.ndarray:
+    """Attention weights (n_q, n_k) in [0, 1] as RGBA pixels on the explorers' fixed colour scale.
+
+    The scale is `WEIGHT_NORM` on `WEIGHT_CMAP` (0 to 1, square-root spaced, so that small weights
+    stay visible and uniform weights of 1/n stay pale); computing the pixels here spares the
+    figure a masked-array normalisation on every redraw.
+    """
+    return WEIGHT_CMAP(np.sqrt(np.clip(weights, 0.0, 1.0)), bytes=True)  # (n_q, n_k, 4) uint8
+
+
+def freeze_background(fig: Figure, dynamic: Sequence[Artist], dpi: float) -> None:
+    """Render everything but `dynamic` once and show it as a picture behind the dynamic artists.
+
+    For explorers: axes, ticks, labels, legends and fixed curves are then not laid out and
+    rasterised again on every redraw, only the artists that change. Call it after the figure
+    is complete, with the dpi its PNGs are saved at; afterwards only update the dynamic artists
+    (their titles should be `ax.text`, not `ax.set_title`) and do not resize the figure.
+    """
+    dynamic = list(dynamic)
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    shown = [a.get_visible() for a in dynamic]
+    for a in dynamic:
+        a.set_visible(False)
+    fig.patch.set_facecolor("white")
+    canvas.draw()
+    background = np.asarray(canvas.buffer_rgba()).copy()  # (height, width, 4), top row first
+    for a, visible in zip(dynamic, shown):
+        a.set_visible(visible)
+    keep = {id(a) for a in dynamic}
+    for ax in fig.axes:
+        children = ax.get_children()
+        if not any(id(c) in keep for c in children):
+            ax.set_visible(False)  # e.g. a colorbar: all of it is in the background
+            continue
+        ax.set_axis_off()  # ticks, labels and spines are in the background
+        ax.patch.set_visible(False)
+        for c in children:
+            if id(c) not in keep:
+                c.set_visible(False)
+    fig.add_artist(_Background(background[::-1].copy()))  # Agg draws images bottom row first
+
+
+class _Background(Artist):
+    """A pre-rendered RGBA picture of the whole figure, drawn first and without resampling."""
+
+    def __init__(self, rgba: np.ndarray):
+        super().__init__()
+        self.rgba = rgba  # (height, width, 4) uint8, bottom row first
+        self.set_zorder(-10)
+
+    def draw(self, renderer) -> None:
+        gc = renderer.new_gc()
+        renderer.draw_image(gc, 0, 0, self.rgba)
+        gc.restore()
 
 
 def set_figsize(figsize: tuple[float, float] = (3.5, 2.5)) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "epanechnikov",
     "gaussian",
     "leave_one_out",
+    "leave_one_out_mse",
     "nadaraya_watson",
 ]
 
@@ -357,6 +358,53 @@ def leave_one_out(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
     keys = x.repeat(n, 1)[keep].reshape(n, n - 1)  # (n, n) -> (n, n - 1)
     values = y.repeat(n, 1)[keep].reshape(n, n - 1)  # (n, n) -> (n, n - 1)
     return keys, values
+
+
+def leave_one_out_mse(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    bandwidth: float | torch.Tensor = 1.0,
+    kernel: Kernel = "gaussian",
+) -> torch.Tensor:
+    """Leave-one-out mean squared error of Nadaraya-Watson: x, y (n,), bandwidth a number or (G,)
+    -> () or (G,).
+
+    Each y_i is predicted from the other n - 1 points (keys and values of `leave_one_out`) and
+    the squared errors are averaged. A (G,) tensor of bandwidths gives one error per bandwidth
+    in one batched call; w of chapter 3 is bandwidth 1 / w. Kernels as in `attention_weights`
+    (a query with no other key in reach uses its nearest other key).
+    """
+    keys, values = leave_one_out(x, y)  # (n, n - 1) each
+    kernel = _kernel_name(kernel)
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float, torch.Tensor)):
+        raise TypeError(
+            f"bandwidth must be a number or a 1-D tensor, got {type(bandwidth).__name__}"
+        )
+    h = torch.as_tensor(bandwidth, dtype=torch.float64 if isinstance(bandwidth, float) else None)
+    if not h.is_floating_point():
+        h = h.to(torch.get_default_dtype())
+    if h.dim() > 1 or h.numel() == 0:
+        raise ValueError(f"bandwidth must be a number or 1-D (G,), got shape {tuple(h.shape)}")
+    if not bool(((h > 0) & torch.isfinite(h)).all()):
+        raise ValueError("every bandwidth must be a positive finite number")
+    dtype = torch.promote_types(_float(x, "x").dtype, _float(y, "y").dtype)
+    compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    x, y = x.to(compute), y.to(compute)
+    keys, values = keys.to(compute), values.to(compute)
+    hs = h.to(device=x.device, dtype=compute).reshape(-1, 1, 1)  # (G, 1, 1)
+    u = (x[:, None] - keys) / hs  # ((n, 1) - (n, n - 1)) / (G, 1, 1) -> (G, n, n - 1)
+    if kernel == "gaussian":
+        alpha = torch.softmax(-(u**2) / 2, dim=-1)  # (G, n, n - 1)
+    else:
+        fn = KERNELS[kernel] if isinstance(kernel, str) else kernel
+        w = fn(u).to(u.dtype)  # (G, n, n - 1)
+        d = u.abs()
+        nearest = (d == d.min(dim=-1, keepdim=True).values).to(u.dtype)  # (G, n, n - 1)
+        w = torch.where(w.sum(dim=-1, keepdim=True) > 0, w, nearest)  # no key in reach
+        alpha = w / w.sum(dim=-1, keepdim=True)  # (G, n, n - 1)
+    y_hat = (alpha * values).sum(dim=-1)  # (G, n, n - 1) -> (G, n)
+    mse = ((y_hat - y) ** 2).mean(dim=-1)  # (G,)
+    return mse.reshape(h.shape)
 
 
 class NWKernelRegression(nn.Module):

@@ -7,6 +7,7 @@ downloaded and the right alignment between source and target positions is known.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -326,13 +327,19 @@ def train_seq2seq(
     animator=None,
     grad_clip: float = 1.0,
     lr_min: float | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+    schedule_epochs: int | None = None,
 ) -> list[float]:
     """Train with teacher forcing, Adam and masked cross-entropy; return the mean loss per epoch.
 
-    With `lr_min` the learning rate follows a cosine from `lr` down to `lr_min` over the run.
+    With `lr_min` the learning rate follows a cosine from `lr` down to `lr_min` over the run, or
+    over `schedule_epochs` epochs when given (a run stopped early on a longer schedule: two models
+    trained with the same `schedule_epochs` see the same learning rate at every step).
 
     The model and data may live on any device (the data is moved to the model's). `animator`
-    (a `helpers.plotting.Animator`) receives the running loss every few batches.
+    (a `helpers.plotting.Animator`) receives the running loss every few batches. `on_epoch(epoch,
+    mean_loss)`, if given, is called after each epoch (epochs counted from 1), e.g. to measure
+    held-out accuracy as training goes; the model is put back in training mode afterwards.
     """
     device = next(model.parameters()).device
     data = data.to(device)
@@ -344,11 +351,11 @@ def train_seq2seq(
     schedule = None
     if lr_min is not None:
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=num_epochs * num_batches, eta_min=lr_min
+            optimizer, T_max=(schedule_epochs or num_epochs) * num_batches, eta_min=lr_min
         )
     losses = []
-    model.train()
     for epoch in range(num_epochs):
+        model.train()
         perm = torch.randperm(n, generator=gen).to(device)
         total = 0.0
         for b in range(num_batches):
@@ -368,6 +375,8 @@ def train_seq2seq(
             if animator is not None:
                 animator.add(epoch + (b + 1) / num_batches, loss.item())
         losses.append(total / num_batches)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, losses[-1])
     if animator is not None:
         animator.show()
     return losses

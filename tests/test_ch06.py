@@ -47,7 +47,7 @@ def test_head_explorer_moves_the_row_and_the_head():
     box = ch06.head_explorer(weights)
     fig = box.figure
     ax_map, ax_bar = fig.axes
-    assert [t.get_text() for t in ax_map.get_xticklabels()] == ["0", "1", "2", "3", "4"]
+    assert [t.get_text() for t in ax_bar.get_xticklabels()] == ["0", "1", "2", "3", "4"]
     assert [t.get_text() for t in ax_map.get_yticklabels()] == ["0", "1", "2", "3"]
     for head in range(3):
         box.controls["head"].value = head
@@ -62,7 +62,7 @@ def test_head_explorer_moves_the_row_and_the_head():
             frame = [p for p in ax_map.patches][0]
             assert frame.get_y() == query - 0.5
             assert ax_map.get_title() == f"head {head}"
-            assert ax_bar.get_title() == f"head {head}, query {query}"
+            assert ax_bar.get_title() == f"query {query}: its row of weights"
 
 
 def test_head_explorer_labels_name_positions_from_0():
@@ -70,7 +70,8 @@ def test_head_explorer_labels_name_positions_from_0():
     ax_map = box.figure.axes[0]
     assert [t.get_text() for t in ax_map.get_yticklabels()][:2] == ["0 a", "1 b"]
     box.controls["query"].value = 4
-    assert box.figure.axes[1].get_title() == "head 0: previous position, query 4 b"
+    assert box.figure.axes[1].get_title() == "query 4 b: its row of weights"
+    assert box.figure.axes[0].get_title() == "head 0: previous position"
     assert int(np.argmax(box.state["weights"])) == 3
 
 

@@ -122,3 +122,46 @@ def test_epanechnikov_is_the_real_kernel_where_d2l_has_the_triangular_one():
     assert pooling.epanechnikov(half).item() == pytest.approx(0.75)
     assert d2l_epanechikov[(u - 0.5).abs() < 1e-12].item() == pytest.approx(0.5)  # 1 - |u|
     assert not torch.allclose(pooling.epanechnikov(u), d2l_epanechikov)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Transformer's pieces (helpers.transformer, d2l 1.0 names and sub-layer names)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_positional_encoding_matches_d2l(d2l):
+    from helpers.transformer import PositionalEncoding
+
+    ours, theirs = PositionalEncoding(32, 0.0, max_len=1000), d2l.PositionalEncoding(32, 0.0)
+    ours.eval(), theirs.eval()
+    assert "P" in dict(ours.named_buffers())  # a buffer: moves with .to(device)
+    # d2l computes the angles in float32: at position 999 their spacing is 6e-5, hence atol 1e-4
+    torch.testing.assert_close(ours.P, theirs.P, atol=1e-4, rtol=0)
+    X = torch.randn(2, 10, 32, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(ours(X), theirs(X), atol=ATOL, rtol=0)
+
+
+def test_position_wise_ffn_and_add_norm_match_d2l(d2l):
+    from helpers.transformer import AddNorm, PositionWiseFFN
+
+    X = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(5))
+    Y = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(6))
+    ffn, ffn_d2l = PositionWiseFFN(16, 8), d2l.PositionWiseFFN(16, 8)
+    _copy_weights(ffn, ffn_d2l, X)
+    torch.testing.assert_close(ffn(X), ffn_d2l(X))
+    norm, norm_d2l = AddNorm(8, 0.0), d2l.AddNorm(8, 0.0)
+    norm.eval(), norm_d2l.eval()
+    _copy_weights(norm, norm_d2l, X, Y)
+    torch.testing.assert_close(norm(X, Y), norm_d2l(X, Y))
+
+
+@pytest.mark.parametrize("valid_lens", [None, torch.tensor([3, 5])], ids=["none", "per-example"])
+def test_transformer_encoder_block_matches_d2l_with_copied_weights(d2l, valid_lens):
+    from helpers.transformer import TransformerEncoderBlock
+
+    X = torch.randn(2, 5, 24, generator=torch.Generator().manual_seed(7))
+    ours = TransformerEncoderBlock(24, 48, 4, 0.0, use_bias=False)
+    theirs = d2l.TransformerEncoderBlock(24, 48, 4, 0.0, use_bias=False)
+    ours.eval(), theirs.eval()
+    _copy_weights(ours, theirs, X, valid_lens)  # also: the same sub-layer names as d2l
+    torch.testing.assert_close(ours(X, valid_lens), theirs(X, valid_lens))

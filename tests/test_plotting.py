@@ -170,3 +170,32 @@ def test_heatmap_separate_scales_follow_each_panel():
 def test_heatmap_flat_panel_with_its_own_scale_starts_at_zero():
     fig = show_heatmaps(torch.full((1, 4, 5), 0.2), "k", "q", share_scale=False)
     assert heatmap_axes(fig)[0].images[0].get_clim() == pytest.approx((0.0, 0.2))
+
+
+def test_freeze_background_renders_the_same_picture_and_keeps_updating():
+    import io
+
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from helpers.plotting import freeze_background
+
+    def render(fig) -> np.ndarray:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=50, facecolor="white")
+        return np.asarray(Image.open(buf).convert("RGB")).astype(int)
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], label="fixed")
+    (line,) = ax.plot([0, 1], [1, 0], "r-")
+    title = ax.text(0.5, 1.02, "before", transform=ax.transAxes, ha="center")
+    ax.legend()
+    full = render(fig)
+    freeze_background(fig, [line, title], dpi=50)
+    frozen = render(fig)
+    assert frozen.shape == full.shape
+    assert (np.abs(frozen - full).sum(axis=-1) > 30).mean() < 0.005  # the same picture
+    line.set_ydata([0.5, 0.5])
+    moved = render(fig)
+    assert (np.abs(moved - frozen).sum(axis=-1) > 30).mean() > 0.001  # the line moved

@@ -374,6 +374,60 @@ def test_leave_one_out_hand_worked():
         P.leave_one_out(torch.ones(3), torch.ones(2))
 
 
+def reference_loo_mse(x, y, kernel: str, h: float) -> float:
+    """Float64 loop: predict each y_i from the other points with `reference_nw`, average."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    errors = []
+    for i in range(len(x)):
+        others = np.arange(len(x)) != i
+        y_hat = reference_nw(x[i : i + 1], x[others], y[others], kernel, h)[0]
+        errors.append((y_hat - y[i]) ** 2)
+    return float(np.mean(errors))
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+@pytest.mark.parametrize("h", [0.004, 0.3, 2.0])  # 0.004: some points have no other key in reach
+def test_leave_one_out_mse_matches_float64_loop(small, kernel, h):
+    _, k, v = small
+    got = P.leave_one_out_mse(k, v, h, kernel)
+    assert got.shape == ()
+    assert float(got) == pytest.approx(reference_loo_mse(k, v, kernel, h), rel=1e-5, abs=1e-7)
+
+
+def test_leave_one_out_mse_hand_worked_and_batched(small):
+    # Three points, Gaussian: each prediction is the softmax-weighted mean of the other two.
+    x, y = torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64), torch.tensor([1.0, 2.0, 4.0])
+    e = math.exp
+    p0 = (2 * e(-0.5) + 4 * e(-4.5)) / (e(-0.5) + e(-4.5))
+    p1 = (1 * e(-0.5) + 4 * e(-2.0)) / (e(-0.5) + e(-2.0))
+    p2 = (1 * e(-4.5) + 2 * e(-2.0)) / (e(-4.5) + e(-2.0))
+    want = ((p0 - 1) ** 2 + (p1 - 2) ** 2 + (p2 - 4) ** 2) / 3
+    assert float(P.leave_one_out_mse(x, y, 1.0)) == pytest.approx(want, rel=1e-12)
+    _, k, v = small
+    hs = torch.tensor([0.1, 0.5, 1.5])
+    batched = P.leave_one_out_mse(k, v, hs)  # (3,)
+    assert batched.shape == (3,)
+    for h, got in zip(hs.tolist(), batched.tolist()):
+        assert got == pytest.approx(reference_loo_mse(k, v, "gaussian", h), rel=1e-5)
+    k0, v0 = k.clone(), v.clone()
+    P.leave_one_out_mse(k, v, hs, "boxcar")
+    assert torch.equal(k, k0) and torch.equal(v, v0)
+
+
+def test_leave_one_out_mse_bad_input():
+    x = torch.arange(4.0)
+    with pytest.raises(ValueError, match="positive"):
+        P.leave_one_out_mse(x, x, 0.0)
+    with pytest.raises(ValueError, match=r"\(2, 2\)"):
+        P.leave_one_out_mse(x, x, torch.ones(2, 2))
+    with pytest.raises(TypeError, match="bandwidth"):
+        P.leave_one_out_mse(x, x, "wide")
+    with pytest.raises(ValueError, match=r"\(4,\).*\(3,\)"):
+        P.leave_one_out_mse(x, x[:3], 1.0)
+    with pytest.raises(ValueError, match="kernel"):
+        P.leave_one_out_mse(x, x, 1.0, "triangle")
+
+
 def test_nw_module_matches_formula_and_nadaraya_watson(small):
     q, k, v = small
     model = P.NWKernelRegression(w=2.0)

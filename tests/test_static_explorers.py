@@ -151,3 +151,30 @@ def test_embed_replaces_explorer_views_only(tmp_path):
     frames = json.loads(payload.split("</script>")[0])
     assert frames["controls"][0]["labels"] == ["0", "1", "2"] and len(frames["frames"]) == 3
     assert static_explorers.WIDGET_VIEW in stored.cells[2].outputs[0]["data"]  # left as stored
+
+
+def test_a_notebook_that_fails_keeps_its_stored_outputs(tmp_path, capsys):
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    cell = nbformat.v4.new_code_cell("raise RuntimeError('broken chapter')")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={static_explorers.WIDGET_VIEW: view})
+    ]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    assert static_explorers.embed_explorers(path, nb) == 0
+    assert static_explorers.WIDGET_VIEW in nb.cells[0].outputs[0]["data"]
+    out = capsys.readouterr().out
+    assert out.startswith("broken.ipynb failed to run (") and "broken chapter" in out
+
+
+def test_a_default_off_the_step_grid_is_still_a_frame():
+    box, _ = _explorer(widgets.FloatSlider(value=0.283, min=0.0, max=2.0, step=0.05))
+    spec = sweep_frames(box)["controls"][0]
+    assert spec["labels"][spec["default"]] == "0.28" and len(spec["labels"]) == 12
+    assert box.controls["slope"].value == 0.283

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MAX_VALUES = 12  # frames per slider
@@ -138,7 +139,8 @@ def widget_views(cell: nbformat.NotebookNode) -> list[tuple[int, str]]:
 
 
 def sweep_notebook(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNode, dict]:
-    """Run the notebook at `path` in a fresh kernel; return it executed and its explorers' frames"""
+    """Run the notebook at `path` in a fresh kernel; return it (run up to its last widget) and the
+    frames of its explorers."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
@@ -147,10 +149,17 @@ def sweep_notebook(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNod
         resources={"metadata": {"path": str(path.parent)}},
         record_timing=False,
     )
+    # Run up to the last cell that shows a widget: later cells cannot be needed to draw it.
+    last = max(
+        (i for i, c in enumerate(nb.cells) if c.cell_type == "code" and widget_views(c)),
+        default=len(nb.cells) - 1,
+    )
     with tempfile.TemporaryDirectory() as tmp, client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
+        for index, cell in enumerate(nb.cells[: last + 1]):
             client.execute_cell(cell, index)
-        ids = [mid for c in nb.cells if c.cell_type == "code" for _, mid in widget_views(c)]
+        ids = [
+            mid for c in nb.cells[: last + 1] if c.cell_type == "code" for _, mid in widget_views(c)
+        ]
         out = Path(tmp) / "frames.json"
         sweep = nbformat.v4.new_code_cell(
             SWEEP_SOURCE % {"ids": ids, "max_values": MAX_VALUES, "path": str(out)}
@@ -165,12 +174,18 @@ def sweep_notebook(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNod
 def embed_explorers(path: Path, nb: nbformat.NotebookNode, timeout: int = 300) -> int:
     """Replace each explorer's stored widget view in `nb` (read from `path`) by its frames.
 
-    Only notebooks with a widget view are executed. Returns how many explorers were embedded.
+    Only notebooks with a widget view are executed; one that fails to run is reported in one line
+    and keeps its stored outputs (the site test then names it). Returns how many were embedded.
     """
     stored = [widget_views(c) if c.cell_type == "code" else [] for c in nb.cells]
     if not any(stored):
         return 0
-    executed, frames = sweep_notebook(path, timeout)
+    try:
+        executed, frames = sweep_notebook(path, timeout)
+    except CellExecutionError as err:
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        print(f"{path.name} failed to run ({first}): its explorers stay as stored")
+        return 0
     embedded = 0
     for index, (cell, views) in enumerate(zip(nb.cells, stored)):
         if not views or index >= len(executed.cells):

@@ -1,0 +1,264 @@
+"""Chapter 03 (learning the kernel width): its explorer and its self-checks.
+
+The maths lives in `helpers.pooling`; this module only draws it and checks the reader's answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from torch import nn
+
+from helpers.data import RegressionData, make_regression_data
+from helpers.explorer import (
+    EXPLORER_DPI,
+    _ReaderError,
+    as_number,
+    build_explorer,
+    check,
+    self_check,
+)
+from helpers.plotting import WEIGHT_CMAP, WEIGHT_NORM, freeze_background, to_numpy, weights_rgba
+from helpers.pooling import (
+    NWKernelRegression,
+    leave_one_out,
+    leave_one_out_mse,
+    nadaraya_watson,
+)
+
+__all__ = [
+    "BIGGER_DATA_SEED",
+    "EXPLORER_DEMOS",
+    "LossExplorerFigure",
+    "check_batched_pooling",
+    "check_best_w_bigger_data",
+    "check_bias_gradient",
+    "check_own_pooling",
+    "w_explorer",
+]
+
+BIGGER_DATA_SEED = 3  # exercise 3's data set: make_regression_data(n_train=200, seed=3)
+
+
+def _title(ax) -> Text:
+    """A title that an explorer rewrites (a plain text above the axes)."""
+    return ax.text(0.5, 1.03, "", transform=ax.transAxes, ha="center", va="bottom", fontsize=9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Explorer: the loss as a function of w
+# ---------------------------------------------------------------------------------------------
+
+
+class LossExplorerFigure:
+    """One figure, made once: training losses against w, the fit and the weights at one w.
+
+    The left panel shows the leave-one-out loss (with a minimum) and the self-included loss
+    (none: it falls towards 0 as w grows) over `w_grid`, the trained w and the current w.
+    Calling it with w updates the artists in place and returns (figure, state).
+    """
+
+    def __init__(self, data: RegressionData, w_trained: float, w_max: float = 15.0):
+        self.data = data
+        self.w_trained = float(w_trained)
+        x, y = data.x_train.double(), data.y_train.double()
+        self.w_grid = torch.linspace(w_max / 60, w_max, 60, dtype=torch.float64)  # (60,)
+        self.loo = leave_one_out_mse(x, y, 1 / self.w_grid)  # (60,)
+        self.self_included = torch.stack(
+            [((nadaraya_watson(x, x, y, bandwidth=1 / w) - y) ** 2).mean() for w in self.w_grid]
+        )  # (60,): every point among its own keys
+        x_test, y_truth = to_numpy(data.x_test), to_numpy(data.y_truth)
+        n_test, n_train = data.n_test, data.n_train
+        fig = Figure(figsize=(10.5, 3.1))
+        fig.subplots_adjust(left=0.06, right=0.97, bottom=0.17, top=0.87, wspace=0.3)
+        ax_loss, ax_fit, ax_map = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 0.9]})
+        grid = to_numpy(self.w_grid)
+        ax_loss.plot(grid, to_numpy(self.loo), "-", label="leave-one-out")
+        ax_loss.plot(grid, to_numpy(self.self_included), ":", label="self included")
+        ax_loss.axvline(self.w_trained, color="gray", ls="--", lw=1, label="trained w")
+        (self.dot,) = ax_loss.plot([0.0], [0.0], "ro", label="current w")
+        ax_loss.set(xlim=(0, w_max), xlabel="w", ylabel="training MSE")
+        ax_loss.legend(fontsize=7, loc="upper right")
+        ax_loss.grid(True)
+        self.loss_title = _title(ax_loss)
+        ax_fit.plot(x_test, y_truth, "-", label="truth $f$")
+        (self.fit,) = ax_fit.plot(x_test, np.zeros(n_test), "m--", label=r"$\hat f$")
+        ax_fit.plot(to_numpy(data.x_train), to_numpy(data.y_train), "o", alpha=0.4, ms=4)
+        ax_fit.set(xlim=(0, 5), ylim=(-1, 5), xlabel="x", ylabel="y")
+        ax_fit.legend(fontsize=6.5, loc="lower right", ncol=2)
+        self.fit_title = _title(ax_fit)
+        # RGBA pixels on the fixed 0-1 scale (weights_rgba), with the matching colour bar
+        self.image = ax_map.imshow(
+            weights_rgba(np.zeros((n_test, n_train))), aspect="auto", interpolation="nearest"
+        )
+        fig.colorbar(
+            ScalarMappable(norm=WEIGHT_NORM, cmap=WEIGHT_CMAP),
+            ax=ax_map,
+            shrink=0.85,
+            ticks=[0, 0.02, 0.1, 0.25, 0.5, 1],
+        )
+        ax_map.set(xlabel="training inputs (keys)", ylabel="test inputs (queries)")
+        ticks = list(range(0, n_test, 10))
+        ax_map.set_yticks(ticks, [f"{x_test[i]:.1f}" for i in ticks])
+        ax_map.set_xticks(range(0, n_train, 10))
+        self.map_title = _title(ax_map)
+        self.figure = fig
+        dynamic = [self.dot, self.loss_title, self.fit, self.fit_title, self.image, self.map_title]
+        freeze_background(fig, dynamic, dpi=EXPLORER_DPI)
+
+    def __call__(self, w: float) -> tuple[Figure, dict[str, Any]]:
+        data = self.data
+        net = NWKernelRegression(w=w).to(data.x_train)
+        with torch.no_grad():
+            y_hat = net(data.x_test, data.x_train, data.y_train)  # keys shared: (n_test,)
+        weights = to_numpy(net.attention_weights)  # (n_test, n_train)
+        x, y = data.x_train.double(), data.y_train.double()
+        loss = float(leave_one_out_mse(x, y, 1 / float(w)))
+        test_mse = float(((y_hat - data.y_truth) ** 2).mean())
+        self.dot.set_data([w], [loss])
+        self.loss_title.set_text(
+            f"w = {w:.2f}: leave-one-out MSE {loss:.4f} (trained w = {self.w_trained:.2f})"
+        )
+        self.fit.set_ydata(to_numpy(y_hat))
+        self.fit_title.set_text(f"fit at w = {w:.2f}: test MSE {test_mse:.3f}")
+        self.image.set_data(weights_rgba(weights))
+        self.map_title.set_text(f"weights at w = {w:.2f} (largest {weights.max():.2f})")
+        state = {
+            "w": float(w),
+            "loss": loss,
+            "y_hat": to_numpy(y_hat),
+            "weights": weights,
+            "test_mse": test_mse,
+        }
+        return self.figure, state
+
+
+def w_explorer(data: RegressionData, w_trained: float, w_max: float = 15.0) -> widgets.VBox:
+    """Drag w and watch the training losses, the fit and the weights; the trained w is marked."""
+    controls = {
+        "w": widgets.FloatSlider(
+            value=round(float(w_trained), 2),
+            min=0.25,
+            max=w_max,
+            step=0.05,
+            description="w",
+            continuous_update=True,
+        )
+    }
+    return build_explorer(
+        controls,
+        LossExplorerFigure(data, w_trained, w_max),
+        title="Parametric pooling: the loss as a function of w",
+    )
+
+
+EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {
+    # 3.49 is the width the chapter trains (hard-coded here: a demo does no training)
+    "w_explorer": lambda: w_explorer(make_regression_data(), w_trained=3.49),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _call(fn: Any, *args: Any) -> Any:
+    """Call the reader's function; a None result means the placeholder is still there."""
+    if not callable(fn):
+        raise _ReaderError(f"pass your function itself, got {type(fn).__name__}.")
+    out = fn(*args)
+    if out is None:
+        raise _ReaderError("your function returned None: replace the None in it with your code.")
+    return out
+
+
+@self_check
+def check_batched_pooling(pool: Any) -> bool:
+    """Exercise: `pool(weights (n, m), values (n, m, d)) -> (n, d)`, weighted sums by bmm."""
+    g = torch.Generator().manual_seed(2)
+    w = torch.softmax(torch.randn(6, 4, generator=g, dtype=torch.float64), dim=1)  # (6, 4)
+    v = torch.randn(6, 4, 3, generator=g, dtype=torch.float64)  # (6, 4, 3)
+    want = torch.einsum("nm,nmd->nd", w, v)  # (6, 3), written independently of bmm
+    got = torch.as_tensor(_call(pool, w.clone(), v.clone()), dtype=torch.float64)
+    if got.shape != want.shape:
+        return check(
+            False,
+            f"for weights (6, 4) and values (6, 4, 3) the result should be (6, 3), got "
+            f"{tuple(got.shape)}. torch.bmm multiplies (n, a, b) by (n, b, c) into (n, a, c): "
+            "which of a, b, c is 1 here, and which axis must the sum run over?",
+        )
+    return check(
+        bool(torch.allclose(got, want, atol=1e-6)),
+        "each query's output is a weighted sum over its m keys: weights[i] (m,) against "
+        "values[i] (m, d). Make the weights a batch of (1, m) rows.",
+    )
+
+
+@self_check
+def check_bias_gradient(answer: Any) -> bool:
+    """Exercise (predict first): dL/db at any w when a bias b is added to every score."""
+    return check(
+        abs(as_number(answer)) < 1e-6,
+        "a softmax of scores s_j + b: write out one weight and see what happens to b.",
+    )
+
+
+@self_check
+def check_best_w_bigger_data(answer: Any) -> bool:
+    """Exercise: a w within 0.05 % of the best leave-one-out loss on the 200-point data set.
+
+    Any grid of step <= 0.5 finds such a w; the tolerance is tight because the loss is flat
+    around its minimum, so that widths printed in the chapter do not pass by accident.
+    """
+    w = as_number(answer, "your w")
+    if w <= 0:
+        return check(False, "w must be positive (w = 1 / σ).")
+    d = make_regression_data(n_train=200, seed=BIGGER_DATA_SEED, dtype=torch.float64)
+    grid = torch.linspace(0.5, 30, 591, dtype=torch.float64)  # steps of 0.05
+    best = float(leave_one_out_mse(d.x_train, d.y_train, 1 / grid).min())
+    return check(
+        float(leave_one_out_mse(d.x_train, d.y_train, 1 / w)) <= 1.0005 * best,
+        "evaluate the leave-one-out loss on a grid of w from 0.5 to 30 in steps of 0.05 (no "
+        "gradients needed) for the 200-point data set, and keep the w with the smallest loss.",
+    )
+
+
+@self_check
+def check_own_pooling(net: Any, data: RegressionData | None = None) -> bool:
+    """Exercise: a trained module `net(queries (n,), keys (n, n-1), values (n, n-1)) -> (n,)` with
+    at least 2 parameters whose leave-one-out training MSE is within 1 % of the best single w."""
+    data = make_regression_data() if data is None else data
+    if not isinstance(net, nn.Module):
+        raise _ReaderError(f"pass your trained model (an nn.Module), got {type(net).__name__}.")
+    count = sum(p.numel() for p in net.parameters())
+    if count < 2:
+        return check(False, f"your model has {count} parameter(s); design one with at least 2.")
+    keys, values = leave_one_out(data.x_train, data.y_train)  # (n, n - 1)
+    with torch.no_grad():
+        y_hat = torch.as_tensor(_call(net, data.x_train, keys, values))
+    if y_hat.shape != data.y_train.shape:
+        return check(
+            False,
+            f"with 50 queries and (50, 49) keys and values the output should be (50,), got "
+            f"{tuple(y_hat.shape)}.",
+        )
+    loss = float(((y_hat.double() - data.y_train.double()) ** 2).mean())
+    grid = torch.linspace(0.5, 15, 291, dtype=torch.float64)
+    best_single = float(
+        leave_one_out_mse(data.x_train.double(), data.y_train.double(), 1 / grid).min()
+    )
+    return check(
+        loss <= 1.01 * best_single,
+        "start your model where the one-parameter model ended (its scores equal "
+        "-((x - x_i) w)^2 / 2 at the start), then train it on the leave-one-out keys with a small "
+        "enough learning rate that the loss falls steadily.",
+        "Correct! Now compare its held-out error with the one-parameter model's.",
+    )

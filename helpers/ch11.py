@@ -1,0 +1,161 @@
+"""Chapter 11, attention at scale: the online-softmax explorer and the exercises' self-checks.
+
+The maths it shows lives in `helpers.scale` (`online_softmax_steps`, `flash_attention`); this
+module only draws it and checks the reader's answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from helpers.explorer import as_number, build_explorer, check, self_check
+from helpers.scale import online_softmax_steps
+
+__all__ = [
+    "EXPLORER_DEMOS",
+    "check_causal_tiles",
+    "check_rescale_factor",
+    "check_score_matrix_bytes",
+    "online_softmax_explorer",
+]
+
+BLOCK_SIZES = (5, 10, 25)
+
+
+def online_softmax_explorer(scores: torch.Tensor, values: torch.Tensor, title_query: str = ""):
+    """Step one query's online softmax through blocks of keys.
+
+    scores (n_k,), values (n_k,): e.g. a Nadaraya-Watson query's scores -(x - x_i)²/2 and the
+    targets y_i. Controls: the block size and how many blocks have been merged. Left: the weights
+    so far (keys not yet seen have none) against the exact softmax weights; right: the running
+    output after each block against the exact output. State: `stop`, `max`, `sum`, `output`,
+    `weights`.
+    """
+    scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
+    values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    if scores.shape != values.shape or scores.numel() < 2:
+        raise ValueError(
+            f"scores and values must be 1-D of the same length >= 2, got {tuple(scores.shape)} "
+            f"and {tuple(values.shape)}"
+        )
+    n_k = scores.numel()
+    exact_w = torch.softmax(scores, 0).numpy()
+    exact_out = float(torch.softmax(scores, 0) @ values)
+    runs = {b: online_softmax_steps(scores, values[:, None], b) for b in BLOCK_SIZES}
+
+    fig = Figure(figsize=(10, 3.0), dpi=80)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.17, top=0.84, wspace=0.25)
+    ax_w, ax_o = fig.subplots(1, 2)
+    keys = np.arange(n_k)
+    bars = ax_w.bar(keys, np.zeros(n_k), color="tab:red", width=0.8, label="weights so far")
+    ax_w.step(keys, exact_w, where="mid", color="black", lw=1, label="exact softmax")
+    seen_line = ax_w.axvline(0, color="tab:blue", ls="--", lw=1)
+    ax_w.set(xlabel="key index j (0-based)", ylabel="weight", xlim=(-1, n_k))
+    top = max(float(s["weights"].max()) for r in runs.values() for s in r)
+    ax_w.set_ylim(0, 1.1 * top)
+    ax_w.legend(loc="upper right", fontsize=8)
+    w_title = ax_w.set_title("")
+    ax_o.axhline(exact_out, color="black", lw=1, label=f"exact output {exact_out:.3f}")
+    (path,) = ax_o.plot([], [], "o-", color="tab:gray", ms=3, label="running output")
+    (here,) = ax_o.plot([], [], "o", color="tab:red", ms=8)
+    ax_o.set(xlabel="keys merged", ylabel="output", xlim=(0, n_k + 1))
+    all_outs = [float(s["output"][0]) for r in runs.values() for s in r] + [exact_out]
+    pad = 0.1 * (max(all_outs) - min(all_outs) + 1e-3)
+    ax_o.set_ylim(min(all_outs) - pad, max(all_outs) + pad)
+    ax_o.legend(loc="lower right", fontsize=8)
+    o_title = ax_o.set_title("")
+
+    def draw(block_size: int, blocks: int):
+        steps = runs[block_size]
+        k = min(max(int(blocks), 1), len(steps))
+        step = steps[k - 1]
+        w = step["weights"].numpy()
+        for bar, h in zip(bars, w, strict=True):
+            bar.set_height(h)
+        seen_line.set_xdata([step["stop"] - 0.5, step["stop"] - 0.5])
+        w_title.set_text(
+            f"block {k - 1} of 0..{len(steps) - 1}: {step['stop']} of {n_k} keys merged; "
+            f"running max {step['max']:.2f}"
+        )
+        xs = [s["stop"] for s in steps[:k]]
+        ys = [float(s["output"][0]) for s in steps[:k]]
+        path.set_data(xs, ys)
+        here.set_data([xs[-1]], [ys[-1]])
+        o_title.set_text(f"running output {ys[-1]:.3f}{title_query}")
+        state = {"stop": step["stop"], "max": step["max"], "sum": step["sum"],
+                 "output": ys[-1], "weights": w, "blocks": k, "num_blocks": len(steps)}
+        return fig, state
+
+    controls = {
+        "block_size": widgets.Dropdown(options=list(BLOCK_SIZES), value=BLOCK_SIZES[1],
+                                       description="block size"),
+        "blocks": widgets.IntSlider(value=1, min=1, max=math.ceil(n_k / BLOCK_SIZES[0]),
+                                    description="blocks"),
+    }
+    box = build_explorer(controls, draw, title="The online softmax, one block of keys at a time")
+    return box
+
+
+def _demo_online_softmax_explorer() -> widgets.VBox:
+    from helpers.data import make_regression_data
+
+    data = make_regression_data()
+    x = 2.5
+    scores = -((x - data.x_train.double()) ** 2) / 2
+    return online_softmax_explorer(scores, data.y_train.double(), f" (query x = {x})")
+
+
+EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {
+    "online_softmax": _demo_online_softmax_explorer
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-checks
+# ---------------------------------------------------------------------------------------------
+
+
+@self_check
+def check_score_matrix_bytes(answer: Any, n: int = 16384) -> bool:
+    """Exercise 1 (predict): bytes of one (n, n) float32 score matrix, one head, one example."""
+    got = as_number(answer)
+    want = n * n * 4
+    return check(
+        abs(got - want) <= 0.01 * want,
+        "one score per (query, key) pair, and a float32 takes 4 bytes; count the pairs.",
+        "Correct: one head of one example needs that much before the softmax even starts.",
+    )
+
+
+@self_check
+def check_rescale_factor(answer: Any, old_max: float = 2.0, block_max: float = 5.0) -> bool:
+    """Exercise 2: the factor that rescales the running sum and output when the max rises."""
+    got = as_number(answer)
+    want = math.exp(old_max - block_max)
+    return check(
+        abs(got - want) <= 1e-3 * want + 1e-9,
+        "the terms summed so far are exp(s_j - old max); they must become exp(s_j - new max). "
+        "Divide one by the other.",
+        "Correct: the old terms shrink by that factor, and nothing is recomputed.",
+    )
+
+
+@self_check
+def check_causal_tiles(answer: Any, n: int = 1024, block_size: int = 128) -> bool:
+    """Exercise 3: how many (query block, key block) tiles `flash_attention` computes with
+    is_causal=True for n queries and keys in blocks of block_size."""
+    got = as_number(answer)
+    blocks = math.ceil(n / block_size)
+    want = blocks * (blocks + 1) // 2
+    return check(
+        got == want,
+        "query block i needs key blocks 0..i (the rest lie above the diagonal); add up over i.",
+        "Correct: a little over half the tiles, so causal attention costs about half as much.",
+    )

@@ -1,0 +1,180 @@
+"""Chapter 03: the explorer driven headlessly, and every self-check with right and wrong answers.
+
+References are float64 NumPy formulas and loops written here, not the helpers under test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import ch03
+from helpers.data import make_regression_data
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_regression_data()
+
+
+def nw_numpy(queries, keys, values, w: float) -> np.ndarray:
+    """Float64 Gaussian pooling with width parameter w: (n_q,) -> (n_q,)."""
+    q, k, v = (np.asarray(t, dtype=np.float64) for t in (queries, keys, values))
+    logw = -(((q[:, None] - k[None, :]) * w) ** 2) / 2
+    a = np.exp(logw - logw.max(axis=1, keepdims=True))
+    return (a / a.sum(axis=1, keepdims=True)) @ v
+
+
+def loo_numpy(x, y, w: float) -> float:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    errs = []
+    for i in range(len(x)):
+        keep = np.arange(len(x)) != i
+        errs.append((nw_numpy(x[i : i + 1], x[keep], y[keep], w)[0] - y[i]) ** 2)
+    return float(np.mean(errs))
+
+
+def test_explorer_follows_its_slider(data):
+    box = ch03.w_explorer(data, w_trained=3.49)
+    fig = box.figure
+    assert box.state["w"] == pytest.approx(3.49)
+    box.controls["w"].value = 6.0
+    assert box.figure is fig  # the same figure, updated in place
+    x, y = data.x_train.numpy(), data.y_train.numpy()
+    want = nw_numpy(data.x_test, x, y, 6.0)
+    np.testing.assert_allclose(box.state["y_hat"], want, rtol=1e-5)
+    fit = next(line for line in fig.axes[1].get_lines() if line.get_linestyle() == "--")
+    np.testing.assert_allclose(fit.get_ydata(), want, rtol=1e-5)  # what is drawn
+    assert box.state["loss"] == pytest.approx(loo_numpy(x, y, 6.0), rel=1e-6)
+    dot = next(line for line in fig.axes[0].get_lines() if line.get_marker() == "o")
+    assert dot.get_xdata()[0] == pytest.approx(6.0)
+    assert dot.get_ydata()[0] == pytest.approx(loo_numpy(x, y, 6.0), rel=1e-6)
+    assert box.state["weights"].shape == (50, 50)
+    np.testing.assert_allclose(box.state["weights"].sum(axis=1), 1, atol=1e-5)
+    assert box.state["test_mse"] == pytest.approx(
+        float(np.mean((want - data.y_truth.numpy()) ** 2)), rel=1e-5
+    )
+    box.controls["w"].value = 0.25  # wide kernel: close to average pooling
+    assert np.ptp(box.state["y_hat"]) < np.ptp(want)
+    assert len(box.redraw_times) == 3
+
+
+def test_explorer_curves_are_the_two_training_losses(data):
+    box = ch03.w_explorer(data, w_trained=3.49)
+    lines = box.figure.axes[0].get_lines()
+    loo_line = next(line for line in lines if line.get_linestyle() == "-")
+    self_line = next(line for line in lines if line.get_linestyle() == ":")
+    x, y = data.x_train.numpy(), data.y_train.numpy()
+    for w, loo, own in list(zip(loo_line.get_xdata(), loo_line.get_ydata(), self_line.get_ydata()))[
+        ::15
+    ]:
+        assert loo == pytest.approx(loo_numpy(x, y, w), rel=1e-6)
+        assert own == pytest.approx(float(np.mean((nw_numpy(x, x, y, w) - y) ** 2)), rel=1e-6)
+    assert np.all(np.diff(self_line.get_ydata()) < 0)  # no minimum: falls as w grows
+
+
+def test_explorer_demos_build():
+    box = ch03.EXPLORER_DEMOS["w_explorer"]()
+    assert set(box.controls) == {"w"}
+    assert box.png.startswith(b"\x89PNG")
+
+
+def test_check_batched_pooling(capsys):
+    def right(weights, values):
+        return torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (n, 1, m) @ (n, m, d)
+
+    def wrong_axis(weights, values):
+        return (weights[:, :, None] * values).sum(dim=0)  # sums over the queries: (m, d)
+
+    def unscaled(weights, values):
+        return values.sum(dim=1)
+
+    assert ch03.check_batched_pooling(right)
+    capsys.readouterr()
+    assert not ch03.check_batched_pooling(wrong_axis)
+    assert "(6, 3)" in capsys.readouterr().out
+    assert not ch03.check_batched_pooling(unscaled)
+    assert "Hint" in capsys.readouterr().out
+    assert not ch03.check_batched_pooling(lambda w, v: None)
+    assert "returned None" in capsys.readouterr().out
+
+
+def test_check_bias_gradient(data, capsys):
+    # the prediction, measured independently: a central finite difference in float64
+    x, y = data.x_train.numpy().astype(np.float64), data.y_train.numpy().astype(np.float64)
+
+    def loss(b: float) -> float:
+        errs = []
+        for i in range(len(x)):
+            keep = np.arange(len(x)) != i
+            s = -(((x[i] - x[keep]) * 2.0) ** 2) / 2 + b
+            a = np.exp(s - s.max())
+            errs.append((a / a.sum() @ y[keep] - y[i]) ** 2)
+        return float(np.mean(errs))
+
+    measured = (loss(0.5 + 1e-4) - loss(0.5 - 1e-4)) / 2e-4
+    assert ch03.check_bias_gradient(round(measured, 6))
+    assert ch03.check_bias_gradient(0)  # an int is fine
+    capsys.readouterr()
+    assert not ch03.check_bias_gradient(1.0)
+    out = capsys.readouterr().out
+    assert "Hint" in out and "0.0" not in out
+
+
+def test_check_best_w_bigger_data(capsys):
+    d = make_regression_data(n_train=200, seed=ch03.BIGGER_DATA_SEED, dtype=torch.float64)
+    x, y = d.x_train.numpy(), d.y_train.numpy()
+    grid = np.arange(0.5, 30.0001, 0.25)
+    losses = [loo_numpy(x, y, w) for w in grid]
+    best = float(grid[int(np.argmin(losses))])
+    assert ch03.check_best_w_bigger_data(best)
+    capsys.readouterr()
+    assert not ch03.check_best_w_bigger_data(3.49)  # the 50-point answer is not this one's
+    out = capsys.readouterr().out
+    assert "Hint" in out and f"{best:.1f}" not in out
+    assert not ch03.check_best_w_bigger_data(-1.0)
+    for printed in (4.77, 4.9, 4.7, 7.8):  # widths the chapter prints must not pass
+        assert not ch03.check_best_w_bigger_data(printed)
+    coarse = np.arange(0.5, 30.0001, 0.5)  # a coarse grid still finds a passing w
+    coarse_best = float(coarse[int(np.argmin([loo_numpy(x, y, w) for w in coarse]))])
+    assert ch03.check_best_w_bigger_data(coarse_best)
+
+
+class LiftedPooling(nn.Module):
+    """The exercise's design at the learned Gaussian: scores ([x, 1] W_q).([k, k^2] W_k)."""
+
+    def __init__(self, w: float):
+        super().__init__()
+        self.W_q = nn.Parameter(torch.eye(2))
+        self.W_k = nn.Parameter(torch.diag(torch.tensor([w**2, -(w**2) / 2])))
+
+    def forward(self, queries, keys, values):
+        q = torch.stack([queries, torch.ones_like(queries)], dim=-1) @ self.W_q  # (n, 2)
+        k = torch.stack([keys, keys**2], dim=-1) @ self.W_k  # (n, n - 1, 2)
+        scores = (k @ q[:, :, None]).squeeze(-1)  # (n, n - 1)
+        return (torch.softmax(scores, dim=1) * values).sum(dim=1)
+
+
+def test_check_own_pooling(data, capsys):
+    x, y = data.x_train.numpy(), data.y_train.numpy()
+    grid = np.arange(0.5, 15.0001, 0.05)
+    w_best = float(grid[int(np.argmin([loo_numpy(x, y, w) for w in grid]))])
+    net = LiftedPooling(w_best)
+    assert ch03.check_own_pooling(net)
+    capsys.readouterr()
+    assert not ch03.check_own_pooling(LiftedPooling(1.0))  # a poor start, untrained
+    assert "Hint" in capsys.readouterr().out
+
+    class OneParameter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor(w_best))
+
+        def forward(self, queries, keys, values):
+            s = -(((queries[:, None] - keys) * self.w) ** 2) / 2
+            return (torch.softmax(s, dim=1) * values).sum(dim=1)
+
+    assert not ch03.check_own_pooling(OneParameter())
+    assert "at least 2" in capsys.readouterr().out

@@ -1,0 +1,163 @@
+"""Chapter 07: the alignment explorer, the self-checks, and train_seq2seq's epoch hooks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import ch07
+from helpers import seq2seq as s2s
+from helpers.explorer import REPLACE_NONE
+
+
+def _out(check, answer, capsys):
+    result = check(answer)
+    return result, capsys.readouterr().out
+
+
+# --- the explorer ----------------------------------------------------------------------------
+
+
+def _explorer_inputs():
+    sources = ["abc", "hello", "xy"]
+    predictions = ["cba", "olleh", "y"]  # the last one stopped early
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.softmax(torch.randn(3, 6, 5, generator=gen), dim=-1)  # (N, steps, T_src)
+    return sources, predictions, weights
+
+
+def test_alignment_explorer_shows_each_sequence_with_0_based_ticks():
+    sources, predictions, weights = _explorer_inputs()
+    box = ch07.alignment_explorer(sources, predictions, weights)
+    fig = box.figure
+    ax = fig.axes[0]
+    for example in (1, 2, 0):
+        box.controls["example"].value = example
+        assert box.figure is fig
+        src, pred = sources[example], predictions[example]
+        rows = len(pred) + 1
+        want = weights[example, :rows, : len(src)].numpy()
+        np.testing.assert_allclose(box.state["weights"], want, rtol=1e-6)
+        shown = np.ma.getdata(ax.images[0].get_array())[:rows, : len(src)]
+        np.testing.assert_allclose(shown, want, rtol=1e-6)
+        assert ax.get_title() == f"{src} -> {pred}"
+        assert ax.get_xlim() == (-0.5, len(src) - 0.5)
+        assert ax.get_ylim() == (rows - 0.5, -0.5)
+        xt = [t.get_text() for t in ax.get_xticklabels()][: len(src)]
+        assert xt == [f"{c}\n{i}" for i, c in enumerate(src)]
+        yt = [t.get_text() for t in ax.get_yticklabels()][:rows]
+        assert yt == [f"{i} {c}" for i, c in enumerate(list(pred) + ["EOS"])]
+
+
+def test_alignment_explorer_rejects_mismatched_input():
+    sources, predictions, weights = _explorer_inputs()
+    with pytest.raises(ValueError, match="N sources"):
+        ch07.alignment_explorer(sources[:2], predictions, weights)
+    with pytest.raises(ValueError, match="steps, T_src"):
+        ch07.alignment_explorer(sources, predictions, weights[0])
+
+
+def test_demo_is_an_anti_diagonal():
+    box = ch07.EXPLORER_DEMOS["alignment"]()
+    w = torch.as_tensor(box.state["weights"])
+    n = len(box.state["source"])
+    assert torch.equal(w[:n].argmax(-1), torch.arange(n - 1, -1, -1))
+
+
+# --- the self-checks -------------------------------------------------------------------------
+
+
+def test_copy_alignment(capsys):
+    assert _out(ch07.check_copy_alignment, lambda t, n: t, capsys)[0]
+    ok, out = _out(ch07.check_copy_alignment, lambda t, n: n - 1 - t, capsys)
+    assert not ok and "Hint" in out
+    ok, out = _out(ch07.check_copy_alignment, lambda t, n: None, capsys)
+    assert not ok and "replace the None" in out
+    ok, out = _out(ch07.check_copy_alignment, lambda t, n: t + 0.5, capsys)
+    assert not ok and "whole number" in out
+
+
+def test_attention_parameters(capsys):
+    H = 128
+    want = H * H + H * H + H  # W_q (H, H), W_k (H, H), w_v (1, H), no biases
+    assert _out(ch07.check_attention_parameters, want, capsys)[0]
+    ok, out = _out(ch07.check_attention_parameters, 2 * 64 * 64 + 64, capsys)
+    assert not ok and "Hint" in out and str(want) not in out
+
+
+def test_score_count(capsys):
+    def count(n):  # a loop over the decoder's steps and the keys each step scores
+        return sum(1 for _step in range(n + 1) for _key in range(n))
+
+    assert _out(ch07.check_score_count, count, capsys)[0]
+    for wrong in (lambda n: n * n, lambda n: n * (n - 1), lambda n: (n + 1) ** 2):
+        ok, out = _out(ch07.check_score_count, wrong, capsys)
+        assert not ok and "Hint" in out
+    ok, out = _out(ch07.check_score_count, lambda n: None, capsys)
+    assert not ok and "replace the None" in out
+
+
+def test_decoder_really_scores_n_plus_1_steps_times_n_keys():
+    torch.manual_seed(0)
+    model = s2s.make_seq2seq(s2s.NUM_SPECIAL + 4, 8, 16, attention=True)
+    src = torch.tensor([[3, 4, 5, 6, 0]])  # length 4, one padding position
+    _, weights = s2s.predict_greedy(model, src, torch.tensor([4]), max_steps=5)
+    assert weights.shape == (1, 5, 4)  # 5 steps (at most n + 1), 4 keys each
+
+
+def test_parameter_growth(capsys):
+    # independent: the same model built twice never depends on a length
+    vocab = s2s.NUM_SPECIAL + 10
+    sizes = [
+        sum(p.numel() for p in s2s.make_seq2seq(vocab, 32, 64, bidirectional=True).parameters())
+        for _ in range(2)
+    ]
+    assert _out(ch07.check_parameter_growth, sizes[1] - sizes[0], capsys)[0]
+    ok, out = _out(ch07.check_parameter_growth, 4 * 64, capsys)
+    assert not ok and "Hint" in out
+    assert _out(ch07.check_parameter_growth, None, capsys) == (False, REPLACE_NONE + "\n")
+
+
+# --- train_seq2seq: on_epoch and schedule_epochs ---------------------------------------------
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_on_epoch_is_called_after_every_epoch_in_training_mode(one_thread):
+    torch.manual_seed(0)
+    data = s2s.make_seq_task(64, 2, 4, num_symbols=4, seed=0)
+    model = s2s.make_seq2seq(s2s.NUM_SPECIAL + 4, 8, 16, attention=True)
+    calls = []
+
+    def on_epoch(epoch, loss):
+        calls.append((epoch, loss))
+        model.eval()  # e.g. decoding; training must switch back
+
+    modes = []
+    model.register_forward_pre_hook(lambda m, args: modes.append(m.training))
+    losses = s2s.train_seq2seq(model, data, num_epochs=3, batch_size=32, on_epoch=on_epoch)
+    assert [e for e, _ in calls] == [1, 2, 3]
+    assert [loss for _, loss in calls] == losses
+    assert all(modes)  # every training forward pass ran in training mode
+
+
+def test_schedule_epochs_stretches_the_cosine(one_thread):
+    data = s2s.make_seq_task(64, 2, 4, num_symbols=4, seed=0)
+
+    def run(**kw):
+        torch.manual_seed(0)
+        model = s2s.make_seq2seq(s2s.NUM_SPECIAL + 4, 8, 16, attention=False)
+        return s2s.train_seq2seq(model, data, batch_size=32, lr=0.01, lr_min=0.001, **kw)
+
+    short = run(num_epochs=2, schedule_epochs=4)
+    long = run(num_epochs=4)
+    seen = run(num_epochs=2)
+    assert short == pytest.approx(long[:2], rel=1e-6)  # same learning rate at every step
+    assert seen[1] != pytest.approx(long[1], rel=1e-6)  # a 2-epoch cosine decays sooner
