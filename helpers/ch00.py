@@ -16,7 +16,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
 from helpers.cues import DESK_INTENTIONS, DESK_OBJECTS, desk_query, desk_scene_weights
-from helpers.explorer import _ReaderError, as_number, build_explorer, check, matches, self_check
+from helpers.explorer import (
+    EXPLORER_DPI,
+    _ReaderError,
+    as_number,
+    build_explorer,
+    check,
+    matches,
+    self_check,
+)
+from helpers.plotting import freeze_background
 
 __all__ = [
     "EXPLORER_DEMOS",
@@ -43,7 +52,7 @@ def desk_scene_explorer(intention: str = "read a book", saliency: float = 1.0) -
     """Pick an intention (volitional cue) and a saliency strength; see who gets the attention.
 
     Left: the desk, each object's outline as thick as its weight. Right: the weights as bars, the
-    winner in red. State: `query` (5,), `weights` (5,) and `winner`.
+    winner in red. State: `query` (5,), `weights` (5,), `winner` and `titles` (desk, bars).
     """
     desk_query(intention, saliency)  # a clear ValueError/TypeError for bad arguments
     fig = Figure(figsize=(8.0, 2.8))
@@ -62,14 +71,19 @@ def desk_scene_explorer(intention: str = "read a book", saliency: float = 1.0) -
     ax_desk.set_ylim(-0.9, 5.2)
     ax_desk.set_aspect("equal")
     ax_desk.axis("off")
-    desk_title = ax_desk.set_title("", fontsize=9, y=1.02)  # fixed y: no per-draw placement
-    bars = ax_bar.barh(list(DESK_OBJECTS), [0.0] * len(DESK_OBJECTS), color="tab:gray")
+    # Titles as plain texts (they change), bars at numeric positions with fixed tick labels.
+    title_style = {"ha": "center", "va": "bottom", "fontsize": 9}
+    desk_title = ax_desk.text(0.5, 1.02, "", transform=ax_desk.transAxes, **title_style)
+    n = len(DESK_OBJECTS)
+    bars = ax_bar.barh(range(n), [0.0] * n, color="tab:gray")
+    ax_bar.set_yticks(range(n), DESK_OBJECTS, fontsize=8)
     ax_bar.set_xlim(0, 1)
-    ax_bar.set_xticks([0, 0.5, 1])  # few tick labels: text is most of a redraw's cost
+    ax_bar.set_xticks([0, 0.5, 1])
     ax_bar.invert_yaxis()
     ax_bar.set_xlabel("attention weight")
-    ax_bar.tick_params(axis="y", labelsize=8)
-    bar_title = ax_bar.set_title("", fontsize=9, y=1.02)
+    bar_title = ax_bar.text(0.5, 1.02, "", transform=ax_bar.transAxes, **title_style)
+    # Axes, ticks and the desk itself are drawn once; each redraw draws only what changes.
+    freeze_background(fig, [*shapes, *labels, *bars, desk_title, bar_title], dpi=EXPLORER_DPI)
 
     def draw(intention: str, saliency: float) -> tuple[Figure, dict[str, Any]]:
         weights = desk_scene_weights(intention, saliency)  # (5,)
@@ -85,6 +99,7 @@ def desk_scene_explorer(intention: str = "read a book", saliency: float = 1.0) -
             "query": desk_query(intention, saliency).tolist(),
             "weights": weights.tolist(),
             "winner": winner,
+            "titles": [desk_title.get_text(), bar_title.get_text()],
         }
         return fig, state
 

@@ -14,7 +14,16 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers.attention import self_attention_steps, worked_example
-from helpers.explorer import _ReaderError, as_number, build_explorer, check, matches, self_check
+from helpers.explorer import (
+    EXPLORER_DPI,
+    _ReaderError,
+    as_number,
+    build_explorer,
+    check,
+    matches,
+    self_check,
+)
+from helpers.plotting import freeze_background
 
 __all__ = [
     "EXPLORER_DEMOS",
@@ -50,7 +59,7 @@ def self_attention_stepper(
     to edit and its value (each entry keeps its edited value when another is picked). Left: the
     query's scores; middle: its softmax weights; right: the output as a stack of weighted values.
     State: `query`, `scores` (n,), `weights` (n,), `weighted_values` (n, d_v), `output` (d_v,),
-    `matrices` (name -> edited matrix as lists) and `title`.
+    `matrices` (name -> edited matrix as lists), `title` (the edit) and `titles` (the panels').
     """
     self_attention_steps(x, w_query, w_key, w_value)  # a clear error for bad shapes or dtypes
     if x.dim() != 2:
@@ -72,29 +81,36 @@ def self_attention_stepper(
     for ax, labels in ((ax_s, "key"), (ax_w, "key"), (ax_v, "dim")):
         count = d_v if labels == "dim" else n
         ax.set_xticks(range(count), [f"{labels} {j}" for j in range(count)])
+    title_style = {"ha": "center", "va": "bottom", "fontsize": 12}
     score_bars = ax_s.bar(keys, [0.0] * n, color="tab:blue")
-    ax_s.axhline(0, color="k", lw=0.6)
-    s_title = ax_s.set_title("", y=1.02)  # a fixed y skips the per-draw title placement
+    s_zero = ax_s.axhline(0, color="k", lw=0.6)
+    s_title = ax_s.text(0.5, 1.02, "", transform=ax_s.transAxes, **title_style)
     weight_bars = ax_w.bar(keys, [0.0] * n, color="tab:red")
     weight_texts = [ax_w.text(j, 0, "", ha="center", fontsize=8) for j in range(n)]
     ax_w.set_ylim(0, 1.12)
-    ax_w.set_title("softmax weights", y=1.02)
+    ax_w.text(0.5, 1.02, "softmax weights", transform=ax_w.transAxes, **title_style)
     stacks = [ax_v.bar(dims, [0.0] * d_v, color=colors[j], label=" ") for j in range(n)]
     (out_marks,) = ax_v.plot(dims, [0.0] * d_v, "k_", markersize=20, mew=2, label="output (sum)")
-    ax_v.axhline(0, color="k", lw=0.6)
-    v_title = ax_v.set_title("", y=1.02)
+    v_zero = ax_v.axhline(0, color="k", lw=0.6)
+    v_title = ax_v.text(0.5, 1.02, "", transform=ax_v.transAxes, **title_style)
     # A hand-made legend (plain texts are much cheaper to draw than a Legend): one line per value.
     key_texts = [
         fig.text(0.85, 0.78 - 0.1 * j, "", color=colors[j], fontsize=8, weight="bold")
         for j in range(n)
     ]
-    fig.text(0.85, 0.78 - 0.1 * n, "— output (sum)", fontsize=8)
+    out_label = fig.text(0.85, 0.78 - 0.1 * n, "— output (sum)", fontsize=8)
     # Numbers on the bars instead of y tick labels: an axis with ticks costs far more to redraw.
     score_texts = [ax_s.text(j, 0, "", ha="center", fontsize=8) for j in range(n)]
     out_texts = [ax_v.text(c, 0, "", ha="center", fontsize=8) for c in range(d_v)]
     for ax in (ax_s, ax_w, ax_v):
         ax.set_yticks([])
     suptitle = fig.suptitle("", fontsize=9)
+    # Axes, tick labels and fixed titles are drawn once; each redraw draws only what changes.
+    dynamic = [*score_bars, *score_texts, s_zero, s_title, *weight_bars, *weight_texts]
+    dynamic += [r for rects in stacks for r in rects]
+    dynamic += [out_marks, *out_texts, v_zero, v_title, *key_texts, suptitle]
+    freeze_background(fig, dynamic, dpi=EXPLORER_DPI)
+    out_label.set_visible(False)  # a figure-level text: it is in the background now
 
     def draw(
         query: int, scale: bool, entry: tuple[str, int, int], value: float
@@ -147,6 +163,7 @@ def self_attention_stepper(
             "output": output.tolist(),
             "matrices": {k: t.tolist() for k, t in mats.items()},
             "title": suptitle.get_text(),
+            "titles": [s_title.get_text(), v_title.get_text()],
         }
         return fig, state
 
