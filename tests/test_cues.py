@@ -75,3 +75,16 @@ def test_intention_wins_without_saliency():
 def test_bad_arguments(intention, saliency, error, name):
     with pytest.raises(error, match=name):
         desk_scene_weights(intention, saliency)
+
+
+def test_saliency_is_a_key_feature_and_its_strength_sits_in_the_query():
+    from helpers.cues import DESK_FEATURES, DESK_KEYS, DESK_SALIENCY, desk_query
+
+    assert DESK_FEATURES[-1] == "stands out"
+    assert DESK_KEYS[:, -1].tolist() == [0, 0, 0, 0, 1] == DESK_SALIENCY.tolist()
+    assert desk_query("read a book", 2.5).tolist() == [1.0, 2.0, 0.0, 0.0, 2.5]
+    # one dot product per object, written out by hand for the cup: 0*0 + ... + 3*1 + 1.5*1
+    assert desk_scene_scores("drink coffee", 1.5)[CUP].item() == 4.5
+    # the saliency strength changes only the salient object's score
+    diff = desk_scene_scores("take notes", 2.0) - desk_scene_scores("take notes", 0.0)
+    assert diff.tolist() == [0.0, 0.0, 0.0, 0.0, 2.0]

@@ -1,0 +1,171 @@
+"""Chapter 00, attention cues: the desk-scene explorer and the exercises' self-checks.
+
+The scores and weights it draws come from `helpers.cues`; this module only draws them and checks
+the reader's answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle, Rectangle
+
+from helpers.cues import DESK_INTENTIONS, DESK_OBJECTS, desk_query, desk_scene_weights
+from helpers.explorer import (
+    EXPLORER_DPI,
+    _ReaderError,
+    as_number,
+    build_explorer,
+    check,
+    matches,
+    self_check,
+)
+from helpers.plotting import freeze_background
+
+__all__ = [
+    "EXPLORER_DEMOS",
+    "LOOKUP_KEYS",
+    "LOOKUP_VALUES",
+    "check_half_saliency",
+    "check_notes_weights",
+    "check_soft_lookup",
+    "desk_scene_explorer",
+]
+
+# The tiny database of section 0.4: four keys (unit vectors) and their values.
+LOOKUP_KEYS = torch.eye(4)  # (4 keys, 4 features): key i is the i-th unit vector
+LOOKUP_VALUES = torch.tensor([10.0, 20.0, 30.0, 40.0])  # (4,)
+
+# ---------------------------------------------------------------------------------------------
+# The desk-scene explorer
+# ---------------------------------------------------------------------------------------------
+
+_PLACES = [(0.4, 2.8), (2.3, 0.6), (4.4, 2.8), (6.3, 0.6), (7.9, 2.9)]  # lower-left corners
+
+
+def desk_scene_explorer(intention: str = "read a book", saliency: float = 1.0) -> widgets.VBox:
+    """Pick an intention (volitional cue) and a saliency strength; see who gets the attention.
+
+    Left: the desk, each object's outline as thick as its weight. Right: the weights as bars, the
+    winner in red. State: `query` (5,), `weights` (5,), `winner` and `titles` (desk, bars).
+    """
+    desk_query(intention, saliency)  # a clear ValueError/TypeError for bad arguments
+    fig = Figure(figsize=(8.0, 2.8))
+    ax_desk = fig.add_axes((0.01, 0.02, 0.46, 0.86))
+    ax_bar = fig.add_axes((0.66, 0.18, 0.31, 0.7))
+    ax_desk.add_patch(Rectangle((0, 0), 10, 5, color="burlywood", alpha=0.35))
+    shapes, labels = [], []
+    for (x, y), name in zip(_PLACES, DESK_OBJECTS):
+        if name == "red coffee cup":
+            shape = Circle((x + 0.7, y + 0.8), 0.7, fc="red", ec="black", lw=1)
+        else:
+            shape = Rectangle((x, y), 1.6, 1.9, fc="white", ec="black", lw=1)
+        shapes.append(ax_desk.add_patch(shape))
+        labels.append(ax_desk.text(x + 0.8, y - 0.35, name, ha="center", va="top", fontsize=7))
+    ax_desk.set_xlim(-0.2, 10.2)
+    ax_desk.set_ylim(-0.9, 5.2)
+    ax_desk.set_aspect("equal")
+    ax_desk.axis("off")
+    # Titles as plain texts (they change), bars at numeric positions with fixed tick labels.
+    title_style = {"ha": "center", "va": "bottom", "fontsize": 9}
+    desk_title = ax_desk.text(0.5, 1.02, "", transform=ax_desk.transAxes, **title_style)
+    n = len(DESK_OBJECTS)
+    bars = ax_bar.barh(range(n), [0.0] * n, color="tab:gray")
+    ax_bar.set_yticks(range(n), DESK_OBJECTS, fontsize=8)
+    ax_bar.set_xlim(0, 1)
+    ax_bar.set_xticks([0, 0.5, 1])
+    ax_bar.invert_yaxis()
+    ax_bar.set_xlabel("attention weight")
+    bar_title = ax_bar.text(0.5, 1.02, "", transform=ax_bar.transAxes, **title_style)
+    # Axes, ticks and the desk itself are drawn once; each redraw draws only what changes.
+    freeze_background(fig, [*shapes, *labels, *bars, desk_title, bar_title], dpi=EXPLORER_DPI)
+
+    def draw(intention: str, saliency: float) -> tuple[Figure, dict[str, Any]]:
+        weights = desk_scene_weights(intention, saliency)  # (5,)
+        winner = DESK_OBJECTS[int(weights.argmax())]
+        for shape, label, bar, name, w in zip(shapes, labels, bars, DESK_OBJECTS, weights.tolist()):
+            shape.set_linewidth(1 + 6 * w)
+            label.set_text(f"{name}\n{w:.2f}")
+            bar.set_width(w)
+            bar.set_color("tab:red" if name == winner else "tab:gray")
+        desk_title.set_text(f"intention: {intention}; saliency strength {saliency:.1f}")
+        bar_title.set_text(f"most attention: {winner}")
+        state = {
+            "query": desk_query(intention, saliency).tolist(),
+            "weights": weights.tolist(),
+            "winner": winner,
+            "titles": [desk_title.get_text(), bar_title.get_text()],
+        }
+        return fig, state
+
+    controls = {
+        "intention": widgets.Dropdown(
+            options=list(DESK_INTENTIONS), value=intention, description="intention"
+        ),
+        "saliency": widgets.FloatSlider(
+            value=saliency,
+            min=0.0,
+            max=5.0,
+            step=0.1,
+            description="saliency",
+            continuous_update=True,
+        ),
+    }
+    return build_explorer(controls, draw, title="Which object gets the attention?")
+
+
+EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"desk scene": desk_scene_explorer}
+
+# ---------------------------------------------------------------------------------------------
+# Self-checks
+# ---------------------------------------------------------------------------------------------
+
+
+@self_check
+def check_notes_weights(weights: Any) -> bool:
+    """Exercise 1: the five weights for "take notes" at saliency strength 1.5, by hand."""
+    want = desk_scene_weights("take notes", 1.5)  # (5,)
+    return check(
+        matches(weights, want, atol=1e-3, name="your weights"),
+        "five weights in the order of DESK_OBJECTS. Build the query (the intention's four "
+        "numbers, then the strength), take its dot product with each key, then softmax: "
+        "exp(score) divided by the sum of all five exps.",
+        "Correct! The notebook still wins, but the cup's pull takes a visible share.",
+    )
+
+
+@self_check
+def check_half_saliency(prediction: Any) -> bool:
+    """Exercise 2 (predict first): the strength at which the cup gets half of the attention."""
+    got = as_number(prediction, "your prediction")
+    if got < 0:
+        raise _ReaderError("a saliency strength is at least 0.")
+    return check(
+        abs(got - math.log(4.0)) <= 0.1,
+        "with no intention, four objects score 0 and the cup scores s. Write the cup's weight "
+        "as a fraction of exponentials and set it to 1/2.",
+        "Correct! The cup needs exp(s) to equal the other four exps together.",
+    )
+
+
+@self_check
+def check_soft_lookup(query: Any) -> bool:
+    """Exercise 3: a query (4,) whose softmax over LOOKUP_KEYS gives key 1 at least 0.9."""
+    q = torch.as_tensor(query, dtype=torch.float32)
+    if q.shape != (4,):
+        raise _ReaderError(f"the query has shape {tuple(q.shape)}; the keys need shape (4,).")
+    if not torch.isfinite(q).all():
+        raise _ReaderError("the query has entries that are not finite numbers.")
+    weights = torch.softmax(LOOKUP_KEYS @ q, dim=0)  # (4, 4) @ (4,) -> (4,)
+    return check(
+        weights[1].item() >= 0.9,
+        "key 1 must win, and by a margin: its score q·k_1 has to exceed the other three scores "
+        "by enough that its exp is at least 9 times their exps together. Scale the query up.",
+        "Correct! The larger the gap between the matching score and the others, the closer a "
+        "soft match comes to an exact lookup.",
+    )

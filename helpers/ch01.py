@@ -1,0 +1,95 @@
+"""Chapter 01, average pooling: the exercises' self-checks.
+
+The chapter has no explorer (`EXPLORER_DEMOS` is empty); its data come from `helpers.data`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+
+from helpers.data import make_regression_data
+from helpers.explorer import _ReaderError, as_number, check, matches, self_check
+
+__all__ = [
+    "EXPLORER_DEMOS",
+    "average_pooling_test_mse",
+    "check_noiseless_mse",
+    "check_noisy_prediction",
+    "check_window_row",
+    "window_weights",
+]
+
+EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {}
+
+
+def average_pooling_test_mse(n_train: int = 50, noise: float = 0.5, seed: int = 0) -> float:
+    """Test MSE (against the noise-free truth) of average pooling on `make_regression_data`."""
+    data = make_regression_data(n_train=n_train, noise=noise, seed=seed, dtype=torch.float64)
+    y_hat = data.y_train.mean()  # () one number for every query
+    return ((y_hat - data.y_truth) ** 2).mean().item()  # (n_test,) -> ()
+
+
+def window_weights(x_train: torch.Tensor, query: float, radius: float) -> torch.Tensor:
+    """Weights (n_train,): 1/m on the m keys with |x_i - query| <= radius, 0 elsewhere."""
+    if not isinstance(x_train, torch.Tensor) or x_train.dim() != 1:
+        raise ValueError(f"x_train must be a 1-D tensor, got {getattr(x_train, 'shape', x_train)}")
+    inside = ((x_train.double() - query).abs() <= radius).double()  # (n_train,) 0 or 1
+    if inside.sum() == 0:
+        raise ValueError(f"no key lies within {radius} of the query {query}")
+    return inside / inside.sum()  # (n_train,), sums to 1
+
+
+@self_check
+def check_noiseless_mse(mse: Any) -> bool:
+    """Exercise 1: test MSE of average pooling on `make_regression_data(noise=0.0, seed=0)`."""
+    got = as_number(mse, "your MSE")
+    return check(
+        abs(got - average_pooling_test_mse(noise=0.0)) <= 1e-3,
+        "the prediction is one number, the mean of y_train of the noise-free data set, for every "
+        "query; average its squared differences to y_truth over the 50 test inputs.",
+        "Correct! Even without noise the error stays high: the missing part is approximation "
+        "error, which no amount of clean data removes from a constant.",
+    )
+
+
+@self_check
+def check_noisy_prediction(prediction: Any) -> bool:
+    """Exercise 2 (predict first): mean test MSE over seeds 0-4 with noise=2.0, n_train=1000."""
+    got = as_number(prediction, "your prediction")
+    if got < 0:
+        raise _ReaderError("a mean squared error cannot be negative.")
+    want = sum(average_pooling_test_mse(1000, 2.0, seed) for seed in range(5)) / 5
+    return check(
+        abs(got - want) <= 0.05,
+        "the test MSE is squared bias + variance. Which of the two does the noise feed, and how "
+        "does that part scale with the number of training points? The other part does not "
+        "depend on the data at all.",
+        "Correct! Four times the noise standard deviation, yet hardly any change: with 1000 "
+        "points the variance is tiny, and the squared bias of a constant stays where it was.",
+    )
+
+
+@self_check
+def check_window_row(weights: Any, query: float = 2.5, radius: float = 0.5) -> bool:
+    """Exercise 3: the weight row (50,) of query 2.5: uniform on the keys within 0.5, else 0."""
+    data = make_regression_data(n_train=50, noise=0.5, seed=0)
+    want = window_weights(data.x_train, query, radius)  # (50,)
+    if not matches(weights, want, atol=1e-4, name="your row"):
+        row = torch.as_tensor(weights, dtype=torch.float64)  # (50,), the shape matched
+        if (row < 0).any() or not abs(row.sum().item() - 1) <= 1e-4:
+            hint = "a row of attention weights is non-negative and sums to 1."
+        elif (row[want == 0] != 0).any():
+            hint = "keys farther than 0.5 from the query must get weight exactly 0."
+        else:
+            hint = "every key inside the window gets the same weight: 1 over how many lie there."
+        return check(False, hint)
+    return check(
+        True,
+        "",
+        "Correct! Weights that depend on the query: this is the boxcar kernel, and chapter 02 "
+        "turns it into a family of kernels.",
+    )

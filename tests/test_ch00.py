@@ -1,0 +1,139 @@
+"""Chapter 00: the desk-scene explorer and the self-checks, against softmaxes worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import to_rgba
+
+from helpers import ch00
+from helpers.cues import DESK_INTENTIONS, DESK_OBJECTS
+from helpers.explorer import REPLACE_NONE
+
+# The scene written out by hand: (intention features, saliency of each object).
+_KEYS = [[1, 0, 0, 0], [1, 0.5, 0, 0], [0, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1]]
+_STANDS_OUT = [0, 0, 0, 0, 1]
+_INTENT = {
+    "nothing in particular": [0, 0, 0, 0],
+    "read a book": [1, 2, 0, 0],
+    "take notes": [0, 0, 3, 0],
+    "drink coffee": [0, 0, 0, 3],
+}
+
+
+def _weights_by_hand(intention, s):
+    q = _INTENT[intention]
+    scores = [sum(a * b for a, b in zip(q, k)) + s * o for k, o in zip(_KEYS, _STANDS_OUT)]
+    e = [math.exp(a) for a in scores]
+    return [v / sum(e) for v in e]
+
+
+def _out(check, answer, capsys):
+    result = check(answer)
+    return result, capsys.readouterr().out
+
+
+# --- the explorer ----------------------------------------------------------------------------
+
+
+def test_explorer_draws_the_weights_in_place_for_every_control():
+    box = ch00.desk_scene_explorer(intention="read a book", saliency=1.0)
+    fig = box.figure
+    ax_desk, ax_bar = fig.axes
+    for intention in DESK_INTENTIONS:
+        box.controls["intention"].value = intention
+        for s in (0.0, 2.5, 5.0):
+            box.controls["saliency"].value = s
+            assert box.figure is fig
+            want = _weights_by_hand(intention, s)
+            np.testing.assert_allclose(box.state["weights"], want, atol=1e-6)
+            assert box.state["query"] == [*_INTENT[intention], s]
+            widths = [bar.get_width() for bar in ax_bar.patches]
+            np.testing.assert_allclose(widths, want, atol=1e-6)
+            winner = DESK_OBJECTS[int(np.argmax(want))] if max(want) - min(want) > 1e-9 else None
+            if winner is not None:
+                assert box.state["winner"] == winner
+                red = [
+                    DESK_OBJECTS[i]
+                    for i, b in enumerate(ax_bar.patches)
+                    if b.get_facecolor() == to_rgba("tab:red")
+                ]
+                assert red == [winner]
+                assert box.state["titles"][1] == f"most attention: {winner}"
+            # the outlines: 1 + 6 * weight, objects are the desk's patches after the desk itself
+            outlines = [p.get_linewidth() for p in ax_desk.patches[1:]]
+            np.testing.assert_allclose(outlines, [1 + 6 * w for w in want], atol=1e-6)
+            desk_title = box.state["titles"][0]
+            assert f"{s:.1f}" in desk_title and intention in desk_title
+            assert desk_title in [t.get_text() for t in ax_desk.texts if t.get_visible()]
+
+
+def test_explorer_reads_the_cup_overtaking_the_book_at_strength_3():
+    box = ch00.desk_scene_explorer(intention="read a book", saliency=2.9)
+    assert box.state["winner"] == "book"
+    box.controls["saliency"].value = 3.1
+    assert box.state["winner"] == "red coffee cup"
+
+
+def test_explorer_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="intention"):
+        ch00.desk_scene_explorer(intention="sleep")
+    with pytest.raises(ValueError, match="saliency"):
+        ch00.desk_scene_explorer(saliency=-1.0)
+
+
+def test_demo_builds():
+    box = ch00.EXPLORER_DEMOS["desk scene"]()
+    assert box.png.startswith(b"\x89PNG") and set(box.controls) == {"intention", "saliency"}
+
+
+# --- the self-checks -------------------------------------------------------------------------
+
+
+def test_notes_weights(capsys):
+    want = _weights_by_hand("take notes", 1.5)
+    assert _out(ch00.check_notes_weights, want, capsys)[0]
+    assert _out(ch00.check_notes_weights, [round(w, 4) for w in want], capsys)[0]
+    assert _out(ch00.check_notes_weights, torch.tensor(want), capsys)[0]
+    for wrong in (_weights_by_hand("take notes", 0.0), [0.2] * 5, [0, 0, 3, 0, 1.5]):
+        ok, out = _out(ch00.check_notes_weights, wrong, capsys)
+        assert not ok and "Hint" in out and f"{want[2]:.3f}" not in out
+    ok, out = _out(ch00.check_notes_weights, want[:4], capsys)
+    assert not ok and "shape" in out
+    assert _out(ch00.check_notes_weights, None, capsys) == (False, REPLACE_NONE + "\n")
+
+
+def test_half_saliency(capsys):
+    # e^s / (4 + e^s) = 1/2  <=>  e^s = 4
+    want = math.log(4)
+    assert _weights_by_hand("nothing in particular", want)[4] == pytest.approx(0.5)
+    assert _out(ch00.check_half_saliency, want, capsys)[0]
+    assert _out(ch00.check_half_saliency, 1.4, capsys)[0]
+    for wrong in (1, 2, 4, 0.5):
+        ok, out = _out(ch00.check_half_saliency, wrong, capsys)
+        assert not ok and "Hint" in out and "1.39" not in out and "log" not in out
+    ok, out = _out(ch00.check_half_saliency, -1, capsys)
+    assert not ok and "at least 0" in out
+    assert _out(ch00.check_half_saliency, None, capsys) == (False, REPLACE_NONE + "\n")
+
+
+def test_soft_lookup(capsys):
+    # key 1 gets e^b / (e^b + 3) >= 0.9 for b >= log 27 ~ 3.30
+    assert _out(ch00.check_soft_lookup, [0, 3.4, 0, 0], capsys)[0]
+    assert _out(ch00.check_soft_lookup, torch.tensor([-1.0, 5.0, -1.0, 0.0]), capsys)[0]
+    for wrong in ([0, 3.2, 0, 0], [0, 0, 2, 0], [1, 1, 1, 1]):
+        ok, out = _out(ch00.check_soft_lookup, wrong, capsys)
+        assert not ok and "Hint" in out
+    ok, out = _out(ch00.check_soft_lookup, [0, 5, 0], capsys)
+    assert not ok and "shape" in out
+    ok, out = _out(ch00.check_soft_lookup, [0, float("nan"), 0, 0], capsys)
+    assert not ok and "finite" in out
+    assert _out(ch00.check_soft_lookup, None, capsys) == (False, REPLACE_NONE + "\n")
+
+
+def test_lookup_database():
+    assert torch.equal(ch00.LOOKUP_KEYS, torch.eye(4))
+    assert ch00.LOOKUP_VALUES.tolist() == [10, 20, 30, 40]

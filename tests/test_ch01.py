@@ -1,0 +1,95 @@
+"""Chapter 01: the self-checks, against answers computed independently in NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import ch01
+from helpers.data import make_regression_data
+from helpers.explorer import REPLACE_NONE
+
+
+def _f(x):
+    return 2 * np.sin(x) + x**0.8
+
+
+def _mse_numpy(n_train=50, noise=0.5, seed=0):
+    """Average pooling's test MSE written directly: mean of the values, squared error on 0..4.9."""
+    data = make_regression_data(n_train=n_train, noise=noise, seed=seed, dtype=torch.float64)
+    c = float(np.mean(data.y_train.numpy()))
+    grid = np.arange(50) / 10
+    return float(np.mean((c - _f(grid)) ** 2))
+
+
+def _out(check, answer, capsys):
+    result = check(answer)
+    return result, capsys.readouterr().out
+
+
+def test_no_explorers():
+    assert ch01.EXPLORER_DEMOS == {}
+
+
+def test_average_pooling_test_mse_matches_numpy():
+    for n, noise, seed in [(50, 0.5, 0), (10, 0.0, 3), (200, 2.0, 1)]:
+        assert ch01.average_pooling_test_mse(n, noise, seed) == pytest.approx(
+            _mse_numpy(n, noise, seed), rel=1e-12
+        )
+
+
+def test_window_weights_by_hand():
+    x = torch.tensor([0.0, 2.0, 2.4, 3.0, 3.1])
+    np.testing.assert_allclose(ch01.window_weights(x, 2.5, 0.5), [0, 1 / 3, 1 / 3, 1 / 3, 0])
+    with pytest.raises(ValueError, match="no key"):
+        ch01.window_weights(x, 10.0, 0.5)
+    with pytest.raises(ValueError, match="x_train"):
+        ch01.window_weights(x[None], 2.5, 0.5)
+
+
+def test_noiseless_mse(capsys):
+    want = _mse_numpy(noise=0.0)
+    assert _out(ch01.check_noiseless_mse, want, capsys)[0]
+    assert _out(ch01.check_noiseless_mse, torch.tensor(want), capsys)[0]
+    for wrong in (_mse_numpy(noise=0.5), 0.8845, 0):  # the noisy data; the approximation error
+        ok, out = _out(ch01.check_noiseless_mse, wrong, capsys)
+        assert not ok and "Hint" in out and f"{want:.3f}" not in out
+    assert _out(ch01.check_noiseless_mse, None, capsys) == (False, REPLACE_NONE + "\n")
+
+
+def test_noisy_prediction(capsys):
+    want = np.mean([_mse_numpy(1000, 2.0, seed) for seed in range(5)])
+    assert 0.85 < want < 0.95  # the squared bias of a constant, hardly any variance
+    assert _out(ch01.check_noisy_prediction, want, capsys)[0]
+    assert _out(ch01.check_noisy_prediction, 0.9, capsys)[0]  # a reasoned prediction passes
+    for wrong in (0.88 + 4.0, 4.0, 0.5):  # noise added to the error; noise alone; a guess
+        ok, out = _out(ch01.check_noisy_prediction, wrong, capsys)
+        assert not ok and "Hint" in out and f"{want:.2f}" not in out
+    ok, out = _out(ch01.check_noisy_prediction, -1, capsys)
+    assert not ok and "negative" in out
+    assert _out(ch01.check_noisy_prediction, None, capsys) == (False, REPLACE_NONE + "\n")
+
+
+def test_window_row(capsys):
+    data = make_regression_data()
+    x = data.x_train.numpy()
+    inside = [i for i in range(50) if abs(x[i] - 2.5) <= 0.5]
+    want = np.zeros(50)
+    want[inside] = 1 / len(inside)
+    assert _out(ch01.check_window_row, want.tolist(), capsys)[0]
+    assert _out(ch01.check_window_row, torch.tensor(want, dtype=torch.float32), capsys)[0]
+    uniform = np.full(50, 0.02)
+    ok, out = _out(ch01.check_window_row, uniform, capsys)
+    assert not ok and "exactly 0" in out
+    unnormalised = (want > 0).astype(float)
+    ok, out = _out(ch01.check_window_row, unnormalised, capsys)
+    assert not ok and "sums to 1" in out
+    uneven = want.copy()
+    uneven[inside[0]] += 0.01
+    uneven[inside[1]] -= 0.01
+    ok, out = _out(ch01.check_window_row, uneven, capsys)
+    assert not ok and "same weight" in out and f"{1 / len(inside):.4f}" not in out
+    ok, out = _out(ch01.check_window_row, want[:10], capsys)
+    assert not ok and "shape" in out
+    assert _out(ch01.check_window_row, None, capsys) == (False, REPLACE_NONE + "\n")

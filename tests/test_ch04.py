@@ -1,0 +1,202 @@
+"""Chapter 04: the stepper explorer and the self-checks, against hand-worked and float64 numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import ch04
+from helpers.attention import worked_example
+from helpers.explorer import REPLACE_NONE
+
+# The worked example by hand (NumPy, float64): x (3, 4), W_q, W_k, W_v (4, 3).
+X = np.array([[1, 0, 1, 0], [0, 2, 0, 2], [1, 1, 1, 1]], dtype=float)
+WQ = np.array([[1, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 1]], dtype=float)
+WK = np.array([[0, 0, 1], [1, 1, 0], [0, 1, 0], [1, 1, 0]], dtype=float)
+WV = np.array([[0, 2, 0], [0, 3, 0], [1, 0, 3], [1, 1, 0]], dtype=float)
+
+
+def _softmax(s):
+    e = np.exp(s - s.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _attend(x, wq, wk, wv, scale=False):
+    scores = (x @ wq) @ (x @ wk).T
+    if scale:
+        scores = scores / math.sqrt(wk.shape[1])
+    weights = _softmax(scores)
+    return scores, weights, weights @ (x @ wv)
+
+
+def _out(check, answer, capsys):
+    result = check(answer)
+    return result, capsys.readouterr().out
+
+
+# --- the stepper -----------------------------------------------------------------------------
+
+
+def test_stepper_draws_every_query_with_and_without_scaling():
+    box = ch04.self_attention_stepper(*worked_example())
+    fig = box.figure
+    ax_s, ax_w, ax_v = fig.axes
+    for scale in (False, True):
+        box.controls["scale"].value = scale
+        scores, weights, outputs = _attend(X, WQ, WK, WV, scale)
+        for q in range(3):
+            box.controls["query"].value = q
+            assert box.figure is fig
+            np.testing.assert_allclose(box.state["scores"], scores[q], atol=1e-12)
+            np.testing.assert_allclose(box.state["weights"], weights[q], atol=1e-12)
+            np.testing.assert_allclose(box.state["output"], outputs[q], atol=1e-12)
+            np.testing.assert_allclose([b.get_height() for b in ax_s.patches], scores[q])
+            np.testing.assert_allclose([b.get_height() for b in ax_w.patches], weights[q])
+            # the stacked bars of the weighted values add up to the output marks
+            parts = np.array([b.get_height() for b in ax_v.patches]).reshape(3, 3)
+            np.testing.assert_allclose(parts, weights[q][:, None] * (X @ WV), atol=1e-12)
+            np.testing.assert_allclose(ax_v.lines[0].get_ydata(), outputs[q], atol=1e-12)
+            titles = [
+                f"scores of query {q}" + (" / √d" if scale else ""),
+                f"output {q} = Σ weighted values",
+            ]
+            assert box.state["titles"] == titles
+            shown = [t.get_text() for ax in (ax_s, ax_v) for t in ax.texts if t.get_visible()]
+            assert set(titles) <= set(shown)
+    assert [t.get_text() for t in ax_s.get_xticklabels()] == ["key 0", "key 1", "key 2"]
+
+
+def test_stepper_edits_one_entry_and_keeps_earlier_edits():
+    box = ch04.self_attention_stepper(*worked_example())
+    c = box.controls
+    assert c["entry"].value == ("x", 0, 0) and c["value"].value == 1.0
+    assert box.state["title"] == "query 0; edited entry: x[0, 0] = 1"
+    c["entry"].value = ("W_k", 1, 0)
+    assert c["value"].value == 1.0
+    c["value"].value = -2.0  # W_k[1, 0]: 1 -> -2
+    wk = WK.copy()
+    wk[1, 0] = -2.0
+    np.testing.assert_allclose(box.state["weights"], _attend(X, WQ, wk, WV)[1][0], atol=1e-12)
+    assert box.state["title"] == "query 0; edited entry: W_k[1, 0] = -2 (was 1)"
+    assert box.state["matrices"]["W_k"] == wk.tolist()
+    # picking another entry shows its own value, and the earlier edit stays
+    c["entry"].value = ("x", 2, 3)
+    assert c["value"].value == 1.0
+    assert box.state["title"] == "query 0; edited entry: x[2, 3] = 1"
+    c["value"].value = 3.0
+    x = X.copy()
+    x[2, 3] = 3.0
+    c["query"].value = 2
+    _, weights, outputs = _attend(x, WQ, wk, WV)
+    np.testing.assert_allclose(box.state["weights"], weights[2], atol=1e-12)
+    np.testing.assert_allclose(box.state["output"], outputs[2], atol=1e-12)
+    c["entry"].value = ("W_k", 1, 0)
+    assert c["value"].value == -2.0
+    # W_v changes the output but not the weights
+    c["entry"].value = ("W_v", 0, 0)
+    before = box.state["weights"]
+    c["value"].value = 2.5
+    wv = WV.copy()
+    wv[0, 0] = 2.5
+    assert box.state["weights"] == before
+    np.testing.assert_allclose(box.state["output"], _attend(x, WQ, wk, wv)[2][2], atol=1e-12)
+    # the last drawn state always equals the controls
+    name, r, col = c["entry"].value
+    assert box.state["matrices"][name][r][col] == c["value"].value
+
+
+def test_stepper_rejects_bad_inputs():
+    x, wq, wk, wv = worked_example()
+    with pytest.raises(ValueError, match="entry"):
+        ch04.self_attention_stepper(x, wq, wk, wv, entry=("W_o", 0, 0))
+    with pytest.raises(ValueError, match="w_key"):
+        ch04.self_attention_stepper(x, wq, wk[:3], wv)
+    with pytest.raises(ValueError, match="x must be"):
+        ch04.self_attention_stepper(x[None], wq, wk, wv)
+
+
+def test_entry_options_name_every_entry_from_0():
+    opts = ch04.entry_options({"x": (1, 2), "W_q": (2, 1)})
+    assert opts == [
+        ("x[0, 0]", ("x", 0, 0)),
+        ("x[0, 1]", ("x", 0, 1)),
+        ("W_q[0, 0]", ("W_q", 0, 0)),
+        ("W_q[1, 0]", ("W_q", 1, 0)),
+    ]
+
+
+def test_demo_builds():
+    box = ch04.EXPLORER_DEMOS["stepper"]()
+    assert box.png.startswith(b"\x89PNG")
+    assert set(box.controls) == {"query", "scale", "entry", "value"}
+
+
+# --- the self-checks -------------------------------------------------------------------------
+
+
+def test_scaled_weights(capsys):
+    want = _attend(X, WQ, WK, WV, scale=True)[1]
+    assert _out(ch04.check_scaled_weights, want, capsys)[0]
+    assert _out(ch04.check_scaled_weights, torch.tensor(want, dtype=torch.float32), capsys)[0]
+    unscaled = _attend(X, WQ, WK, WV)[1]
+    ok, out = _out(ch04.check_scaled_weights, unscaled, capsys)
+    assert not ok and "Hint" in out and f"{want[0, 0]:.4f}" not in out
+    ok, out = _out(ch04.check_scaled_weights, want[0], capsys)
+    assert not ok and "shape" in out
+    assert _out(ch04.check_scaled_weights, None, capsys) == (False, REPLACE_NONE + "\n")
+
+
+def test_doubled_query_weight(capsys):
+    # scores of query 0 double: [4, 8, 8] -> weight of key 0 = e^-4 / (2 + e^-4)
+    want = math.exp(-4) / (2 + math.exp(-4))
+    assert _attend(X, 2 * WQ, WK, WV)[1][0, 0] == pytest.approx(want)
+    assert _out(ch04.check_doubled_query_weight, want, capsys)[0]
+    assert _out(ch04.check_doubled_query_weight, 0.01, capsys)[0]
+    for wrong in (0.0634, 0.0, 0.5, 0.1268):  # unchanged; dropped to 0; doubled weight
+        ok, out = _out(ch04.check_doubled_query_weight, wrong, capsys)
+        assert not ok and "Hint" in out and "0.009" not in out
+    ok, out = _out(ch04.check_doubled_query_weight, 2, capsys)
+    assert not ok and "between 0 and 1" in out
+    assert _out(ch04.check_doubled_query_weight, None, capsys) == (False, REPLACE_NONE + "\n")
+
+
+def test_cross_attention(capsys):
+    z = np.eye(4)
+    weights = _softmax((z @ WQ) @ (X @ WK).T)
+    want = weights @ (X @ WV)
+    assert _out(ch04.check_cross_attention, want, capsys)[0]
+    assert _out(ch04.check_cross_attention, torch.tensor(want), capsys)[0]
+    ok, out = _out(ch04.check_cross_attention, _attend(X, WQ, WK, WV)[2], capsys)
+    assert not ok and "shape" in out  # (3, 3) self-attention outputs instead of (4, 3)
+    ok, out = _out(ch04.check_cross_attention, want + 0.1, capsys)
+    assert not ok and "Hint" in out
+    # another z gives its own outputs
+    z2 = np.array([[1.0, 1, 0, 0]])
+    want2 = _softmax((z2 @ WQ) @ (X @ WK).T) @ (X @ WV)
+    assert ch04.check_cross_attention(want2, z2)
+    assert _out(ch04.check_cross_attention, None, capsys)[0] is False
+
+
+def test_self_attending_key(capsys):
+    good = WK.copy()
+    good[1, 0] = -2.0  # lowers keys 1 and 2, not key 0 (input 0 has no entry 1)
+    assert _attend(X, WQ, good, WV)[1][0].argmax() == 0
+    assert _out(ch04.check_self_attending_key, good, capsys)[0]
+    assert _out(ch04.check_self_attending_key, torch.tensor(good), capsys)[0]
+    for r, c, v in [(0, 2, 3.0), (2, 1, 3.0), (1, 0, 0.0)]:  # rows 0, 2 cannot; too small
+        bad = WK.copy()
+        bad[r, c] = v
+        ok, out = _out(ch04.check_self_attending_key, bad, capsys)
+        assert not ok and "Hint" in out and "-2" not in out
+    two = good.copy()
+    two[3, 0] = 0.0
+    ok, out = _out(ch04.check_self_attending_key, two, capsys)
+    assert not ok and "exactly one entry" in out
+    ok, out = _out(ch04.check_self_attending_key, WK, capsys)
+    assert not ok and "exactly one entry" in out
+    ok, out = _out(ch04.check_self_attending_key, WK[:3], capsys)
+    assert not ok and "shape" in out
+    assert _out(ch04.check_self_attending_key, None, capsys) == (False, REPLACE_NONE + "\n")
