@@ -18,7 +18,7 @@ from matplotlib.patches import Circle, Rectangle
 from helpers.cues import DESK_INTENTIONS, DESK_OBJECTS, desk_query, desk_scene_weights
 from helpers.explorer import (
     EXPLORER_DPI,
-    _ReaderError,
+    ReaderError,
     as_number,
     build_explorer,
     check,
@@ -144,7 +144,7 @@ def check_half_saliency(prediction: Any) -> bool:
     """Exercise 2 (predict first): the strength at which the cup gets half of the attention."""
     got = as_number(prediction, "your prediction")
     if got < 0:
-        raise _ReaderError("a saliency strength is at least 0.")
+        raise ReaderError("a saliency strength is at least 0.")
     return check(
         abs(got - math.log(4.0)) <= 0.1,
         "with no intention, four objects score 0 and the cup scores s. Write the cup's weight "
@@ -158,9 +158,9 @@ def check_soft_lookup(query: Any) -> bool:
     """Exercise 3: a query (4,) whose softmax over LOOKUP_KEYS gives key 1 at least 0.9."""
     q = torch.as_tensor(query, dtype=torch.float32)
     if q.shape != (4,):
-        raise _ReaderError(f"the query has shape {tuple(q.shape)}; the keys need shape (4,).")
+        raise ReaderError(f"the query has shape {tuple(q.shape)}; the keys need shape (4,).")
     if not torch.isfinite(q).all():
-        raise _ReaderError("the query has entries that are not finite numbers.")
+        raise ReaderError("the query has entries that are not finite numbers.")
     weights = torch.softmax(LOOKUP_KEYS @ q, dim=0)  # (4, 4) @ (4,) -> (4,)
     return check(
         weights[1].item() >= 0.9,

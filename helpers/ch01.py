@@ -12,7 +12,7 @@ import ipywidgets as widgets
 import torch
 
 from helpers.data import make_regression_data
-from helpers.explorer import _ReaderError, as_number, check, matches, self_check
+from helpers.explorer import ReaderError, as_number, check, matches, self_check
 
 __all__ = [
     "EXPLORER_DEMOS",
@@ -61,7 +61,7 @@ def check_noisy_prediction(prediction: Any) -> bool:
     """Exercise 2 (predict first): mean test MSE over seeds 0-4 with noise=2.0, n_train=1000."""
     got = as_number(prediction, "your prediction")
     if got < 0:
-        raise _ReaderError("a mean squared error cannot be negative.")
+        raise ReaderError("a mean squared error cannot be negative.")
     want = sum(average_pooling_test_mse(1000, 2.0, seed) for seed in range(5)) / 5
     return check(
         abs(got - want) <= 0.05,

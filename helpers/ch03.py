@@ -19,7 +19,7 @@ from torch import nn
 from helpers.data import RegressionData, make_regression_data
 from helpers.explorer import (
     EXPLORER_DPI,
-    _ReaderError,
+    ReaderError,
     as_number,
     build_explorer,
     check,
@@ -173,10 +173,10 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {
 def _call(fn: Any, *args: Any) -> Any:
     """Call the reader's function; a None result means the placeholder is still there."""
     if not callable(fn):
-        raise _ReaderError(f"pass your function itself, got {type(fn).__name__}.")
+        raise ReaderError(f"pass your function itself, got {type(fn).__name__}.")
     out = fn(*args)
     if out is None:
-        raise _ReaderError("your function returned None: replace the None in it with your code.")
+        raise ReaderError("your function returned None: replace the None in it with your code.")
     return out
 
 
@@ -237,7 +237,7 @@ def check_own_pooling(net: Any, data: RegressionData | None = None) -> bool:
     at least 2 parameters whose leave-one-out training MSE is within 1 % of the best single w."""
     data = make_regression_data() if data is None else data
     if not isinstance(net, nn.Module):
-        raise _ReaderError(f"pass your trained model (an nn.Module), got {type(net).__name__}.")
+        raise ReaderError(f"pass your trained model (an nn.Module), got {type(net).__name__}.")
     count = sum(p.numel() for p in net.parameters())
     if count < 2:
         return check(False, f"your model has {count} parameter(s); design one with at least 2.")

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from helpers.attention import self_attention_steps, worked_example
 from helpers.explorer import (
     EXPLORER_DPI,
-    _ReaderError,
+    ReaderError,
     as_number,
     build_explorer,
     check,
@@ -229,7 +229,7 @@ def check_doubled_query_weight(prediction: Any) -> bool:
     """Exercise 2 (predict first): query 0's weight on key 0 after doubling every entry of W_q."""
     got = as_number(prediction, "your prediction")
     if not 0 <= got <= 1:
-        raise _ReaderError("a weight lies between 0 and 1.")
+        raise ReaderError("a weight lies between 0 and 1.")
     return check(
         abs(got - _doubled_query_weight()) <= 0.005,
         "doubling W_q doubles every query, so every score of query 0 doubles. Start from the "
@@ -259,9 +259,9 @@ def check_self_attending_key(w_key: Any) -> bool:
     x, wq, wk, wv = worked_example(torch.float64)
     new = torch.as_tensor(w_key, dtype=torch.float64)
     if new.shape != wk.shape:
-        raise _ReaderError(f"your W_k has shape {tuple(new.shape)}; W_k has shape (4, 3).")
+        raise ReaderError(f"your W_k has shape {tuple(new.shape)}; W_k has shape (4, 3).")
     if not torch.isfinite(new).all():
-        raise _ReaderError("your W_k has entries that are not finite numbers.")
+        raise ReaderError("your W_k has entries that are not finite numbers.")
     changed = int((new != wk).sum())
     if changed != 1:
         return check(

@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers.attention import SCORING_FUNCTIONS, AdditiveAttention, masked_softmax, scoring_weights
-from helpers.explorer import _ReaderError, as_number, build_explorer, check, matches, self_check
+from helpers.explorer import ReaderError, as_number, build_explorer, check, matches, self_check
 
 __all__ = [
     "EXPLORER_DEMOS",
@@ -163,7 +163,7 @@ def check_unscaled_max_weight(prediction: Any) -> bool:
     """Exercise 2 (predict first): the mean largest weight of an unscaled dot product, d = 256."""
     got = as_number(prediction, "your prediction")
     if not 0 <= got <= 1:
-        raise _ReaderError("a weight lies between 0 and 1; so does the mean of the largest ones.")
+        raise ReaderError("a weight lies between 0 and 1; so does the mean of the largest ones.")
     return check(
         abs(got - unscaled_max_weight()) <= 0.1,
         "how large is the standard deviation of qᵀk when d = 256? Then: how far apart are the "
@@ -203,7 +203,7 @@ def check_score_variance(variance: Any, d: int = 64) -> bool:
 def check_causal_lengths(valid_lens: Any) -> bool:
     """Exercise 4: per-query valid lengths (1, 4) for the last 4 of 6 positions, causally."""
     if isinstance(valid_lens, torch.Tensor) and valid_lens.is_floating_point():
-        raise _ReaderError("valid lengths count keys: use whole numbers (an integer tensor).")
+        raise ReaderError("valid lengths count keys: use whole numbers (an integer tensor).")
     ok = matches(valid_lens, torch.tensor([[3, 4, 5, 6]]), atol=0, name="valid_lens")
     if ok:  # also run it: the lengths must give the bottom-right-aligned causal mask
         scores = torch.zeros(1, 4, 6)

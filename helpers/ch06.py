@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from helpers.attention import MultiHeadAttention
-from helpers.explorer import _ReaderError, as_number, build_explorer, check, matches, self_check
+from helpers.explorer import ReaderError, as_number, build_explorer, check, matches, self_check
 from helpers.plotting import to_numpy
 
 __all__ = [
@@ -190,7 +190,7 @@ def check_transpose_qkv_shape(shape: Any) -> bool:
     if not isinstance(shape, (tuple, list)) or not all(
         isinstance(s, int) and not isinstance(s, bool) for s in shape
     ):
-        raise _ReaderError("write the shape as a tuple of whole numbers, e.g. (1, 2, 3).")
+        raise ReaderError("write the shape as a tuple of whole numbers, e.g. (1, 2, 3).")
     model = MultiHeadAttention(12, 3)
     want = tuple(model.transpose_qkv(torch.zeros(2, 7, 12)).shape)
     return check(
@@ -228,7 +228,7 @@ def check_next_token_head(head0_query: Any) -> bool:
     """Exercise 4: the (8, 8) block of W_q that makes head 0 attend to the next position."""
     block = torch.as_tensor(head0_query, dtype=torch.float32)
     if block.shape != (8, 8):
-        raise _ReaderError(
+        raise ReaderError(
             f"head0_query has shape {tuple(block.shape)}; the block W_q.weight[0:8, 0:8] is (8, 8)."
         )
     weights = two_head_example(head0_query=block).head_weights[0, 0]  # (8, 8), head 0
@@ -244,12 +244,12 @@ def check_next_token_head(head0_query: Any) -> bool:
 def check_first_token_head(projections: Any) -> bool:
     """Exercise 5: (W_q rows, W_k rows), each (8, 12), of a head that attends to position 0."""
     if not isinstance(projections, (tuple, list)) or len(projections) != 2:
-        raise _ReaderError("give a pair (w_query, w_key) of two (8, 12) tensors.")
+        raise ReaderError("give a pair (w_query, w_key) of two (8, 12) tensors.")
     tokens, _ = position_letter_tokens()  # (1, 8, 12)
     mats = [torch.as_tensor(m, dtype=torch.float32) for m in projections]
     for name, m in zip(("w_query", "w_key"), mats, strict=True):
         if m.shape != (8, 12):
-            raise _ReaderError(f"{name} has shape {tuple(m.shape)}; it should be (8, 12).")
+            raise ReaderError(f"{name} has shape {tuple(m.shape)}; it should be (8, 12).")
     q = tokens[0] @ mats[0].T  # (8, 12) @ (12, 8) -> (8, 8): one query per token
     k = tokens[0] @ mats[1].T  # (8, 8): one key per token
     weights = torch.softmax(q @ k.T / math.sqrt(8), dim=-1)  # (8 queries, 8 keys)

@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers import seq2seq as s2s
-from helpers.explorer import _ReaderError, as_number, build_explorer, check, self_check
+from helpers.explorer import ReaderError, as_number, build_explorer, check, self_check
 from helpers.plotting import to_numpy
 
 __all__ = [
@@ -113,7 +113,7 @@ def _returned(fn: Callable[..., Any], *args: Any) -> Any:
     """fn(*args), with a clear message when the reader's function still returns None."""
     value = fn(*args)
     if value is None:
-        raise _ReaderError("your function returns None: replace the None in it with your code.")
+        raise ReaderError("your function returns None: replace the None in it with your code.")
     return value
 
 
@@ -123,7 +123,7 @@ def _call_position(fn: Callable[[int, int], Any], t: int, n: int) -> int:
     if isinstance(value, torch.Tensor):
         value = value.item()
     if isinstance(value, bool) or not float(value).is_integer():
-        raise _ReaderError(f"position({t}, {n}) returned {value!r}; a position is a whole number.")
+        raise ReaderError(f"position({t}, {n}) returned {value!r}; a position is a whole number.")
     return int(value)
 
 
@@ -131,7 +131,7 @@ def _call_position(fn: Callable[[int, int], Any], t: int, n: int) -> int:
 def check_copy_alignment(position: Any) -> bool:
     """Exercise 1 (predict first): for the copy task, the source position output step t reads."""
     if not callable(position):
-        raise _ReaderError("define a function position(t, n) that returns a source position.")
+        raise ReaderError("define a function position(t, n) that returns a source position.")
     ok = all(_call_position(position, t, n) == t for n in range(1, 12) for t in range(n))
     return check(
         ok,
@@ -160,7 +160,7 @@ def check_score_count(fn: Any) -> bool:
     """Exercise 3: fn(n) -> how many (query, key) scores the decoder computes to reverse a
     source of length n, the step that writes EOS included."""
     if not callable(fn):
-        raise _ReaderError("define a function score_count(n) that returns a number.")
+        raise ReaderError("define a function score_count(n) that returns a number.")
     ok = True
     for n in range(1, 21):
         got = as_number(_returned(fn, n), f"score_count({n})")

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "CHECKS",
+    "ReaderError",
     "REPLACE_NONE",
     "as_number",
     "build_explorer",
@@ -282,8 +283,9 @@ def check(ok: bool, hint: str, praise: str = "Correct!") -> bool:
     return bool(ok)
 
 
-class _ReaderError(Exception):
-    """The reader's answer (or function) raised while being checked."""
+class ReaderError(Exception):
+    """Raised inside a check to tell the reader what is wrong with the form of an answer (type,
+    shape); `self_check` prints the message after "Not yet:"."""
 
 
 def self_check(fn: Callable[..., bool]) -> Callable[..., bool]:
@@ -306,7 +308,7 @@ def self_check(fn: Callable[..., bool]) -> Callable[..., bool]:
             return False
         try:
             return bool(fn(answer, *args, **kwargs))
-        except _ReaderError as err:
+        except ReaderError as err:
             print(f"Not yet: {err}")
             return False
         except Exception as err:  # the reader's code may fail in any way
@@ -323,15 +325,15 @@ def self_check(fn: Callable[..., bool]) -> Callable[..., bool]:
 def as_number(answer: Any, name: str = "your answer") -> float:
     """A finite float from an int, float, 0-d tensor or array; a clear message otherwise."""
     if isinstance(answer, bool):
-        raise _ReaderError(f"{name} should be a number, not {answer!r}.")
+        raise ReaderError(f"{name} should be a number, not {answer!r}.")
     try:
         value = float(answer)
     except (TypeError, ValueError, RuntimeError):
-        raise _ReaderError(
+        raise ReaderError(
             f"{name} should be a number (int or float), got {type(answer).__name__}."
         ) from None
     if not math.isfinite(value):
-        raise _ReaderError(f"{name} should be a finite number, got {value}.")
+        raise ReaderError(f"{name} should be a finite number, got {value}.")
     return value
 
 
@@ -345,12 +347,12 @@ def matches(answer: Any, want: Any, atol: float = 1e-4, name: str = "your answer
     try:
         got = torch.as_tensor(answer, dtype=torch.float64).detach().cpu()
     except (TypeError, ValueError, RuntimeError):
-        raise _ReaderError(
+        raise ReaderError(
             f"{name} should be a tensor or a list of numbers, got {type(answer).__name__}."
         ) from None
     want = torch.as_tensor(want).detach().cpu().double()
     if got.shape != want.shape:
-        raise _ReaderError(
+        raise ReaderError(
             f"{name} has shape {tuple(got.shape)}; the exercise asks for shape "
             f"{tuple(want.shape)}."
         )
