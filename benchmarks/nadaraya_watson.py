@@ -1,9 +1,10 @@
-"""Time and memory of Gaussian Nadaraya-Watson regression: helpers, naive softmax, statsmodels.
+"""Time and memory of Gaussian Nadaraya-Watson regression: helpers (auto = the FFT path for these
+sizes, and the fused-attention path), naive softmax, statsmodels.
 
     PYTHONPATH=. python benchmarks/nadaraya_watson.py            # the full table (a few minutes)
     PYTHONPATH=. python benchmarks/nadaraya_watson.py --quick    # n_k up to 1e5
 
-For n_q queries and n_k keys every method evaluates n_q * n_k exponentials, so the floor is
+For n_q queries and n_k keys a dense method evaluates n_q * n_k exponentials, so the floor is
 n_q * n_k / (this machine's `torch.exp` rate, float32, measured just before each row), and each
 time is reported as a multiple of it. Fast runs are repeated and the best is kept. Peak extra
 memory is the rise of the process's resident set (VmHWM after resetting it through
@@ -117,10 +118,11 @@ def main(argv=None) -> int:
     )
     print()
     print(
-        "| n_q | n_k | exp/s | floor (s) | helpers (s) | × floor | extra MB | max err "
-        "| naive (s) | × floor | extra MB | statsmodels (s) | × floor | statsmodels / helpers |"
+        "| n_q | n_k | exp/s | floor (s) | auto (s) | × floor | extra MB | max err "
+        "| fused (s) | × floor | extra MB | max err "
+        "| naive (s) | × floor | extra MB | statsmodels (s) | × floor | statsmodels / auto |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|" + "---|" * 18)
     g = torch.Generator().manual_seed(0)
     n_ks = [10**3, 10**4, 10**5] + ([] if args.quick else [10**6])
     for n_q in (10**3, 10**4):
@@ -132,7 +134,9 @@ def main(argv=None) -> int:
             rate = exp_rate()  # measured next to each row: the machine's load varies
             floor = pairs / rate
             sub = torch.linspace(0, n_q - 1, min(n_q, 500)).long()  # queries checked in float64
-            ref = nadaraya_watson(q[sub].double(), k.double(), v.double(), bandwidth=BANDWIDTH)
+            ref = nadaraya_watson(
+                q[sub].double(), k.double(), v.double(), bandwidth=BANDWIDTH, method="direct"
+            )
 
             out, t_h, mb_h = best_of(nadaraya_watson, q, k, v, bandwidth=BANDWIDTH)
             err = (out[sub].double() - ref).abs().max().item()
@@ -145,6 +149,10 @@ def main(argv=None) -> int:
                 fmt(t_h / floor, ".1f"),
             ]
             row += [fmt(mb_h, ".1f"), fmt(err, ".1e")]
+            del out
+            out, t_f, mb_f = best_of(nadaraya_watson, q, k, v, bandwidth=BANDWIDTH, method="fused")
+            err_f = (out[sub].double() - ref).abs().max().item()
+            row += [fmt(t_f), fmt(t_f / floor, ".1f"), fmt(mb_f, ".1f"), fmt(err_f, ".1e")]
             del out
             if pairs <= args.max_naive_pairs:
                 out, t_n, mb_n = best_of(naive, q, k, v, BANDWIDTH)
