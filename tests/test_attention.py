@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from references import additive_attention_loop, masked_softmax_loop
 
 from helpers.attention import (
     AdditiveAttention,
@@ -25,23 +26,6 @@ from helpers.attention import (
 # ---------------------------------------------------------------------------------------------
 
 
-def _reference_masked_softmax(X: torch.Tensor, lens: list[list[int]]) -> torch.Tensor:
-    """float64 loop: softmax over the first lens[b][i] entries of each row, zeros elsewhere."""
-    B, n_q, n_k = X.shape
-    out = torch.zeros(B, n_q, n_k, dtype=torch.float64)
-    for b in range(B):
-        for i in range(n_q):
-            m = min(lens[b][i], n_k)
-            if m == 0:
-                continue
-            row = [float(v) for v in X[b, i, :m]]
-            top = max(row)
-            e = [math.exp(v - top) for v in row]
-            for j in range(m):
-                out[b, i, j] = e[j] / sum(e)
-    return out
-
-
 def test_masked_softmax_without_mask_is_softmax():
     X = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(masked_softmax(X, None), torch.softmax(X, dim=-1))
@@ -50,7 +34,7 @@ def test_masked_softmax_without_mask_is_softmax():
 def test_masked_softmax_one_length_per_example():
     X = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(1))
     got = masked_softmax(X, torch.tensor([2, 4]))
-    want = _reference_masked_softmax(X, [[2, 2, 2], [4, 4, 4]])
+    want = masked_softmax_loop(X, [[2, 2, 2], [4, 4, 4]])
     torch.testing.assert_close(got.double(), want, atol=1e-7, rtol=0)
     assert (got[0, :, 2:] == 0).all() and (got[1, :, 4:] == 0).all()  # exactly zero
 
@@ -59,7 +43,7 @@ def test_masked_softmax_one_length_per_query():
     X = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(2))
     lens = [[1, 3, 4], [2, 2, 1]]
     got = masked_softmax(X, torch.tensor(lens))
-    torch.testing.assert_close(got.double(), _reference_masked_softmax(X, lens), atol=1e-7, rtol=0)
+    torch.testing.assert_close(got.double(), masked_softmax_loop(X, lens), atol=1e-7, rtol=0)
     assert got[0, 0, 0] == 1.0 and got[1, 2, 0] == 1.0
 
 
@@ -233,21 +217,6 @@ def test_dot_product_attention_does_not_modify_inputs_and_checks_shapes():
 # ---------------------------------------------------------------------------------------------
 
 
-def _additive_reference(q, k, v, lens, W_q, W_k, w_v):
-    """float64 loops over a(q, k) = w_vᵀ tanh(W_q q + W_k k), masked softmax, weighted sum."""
-    q, k, v, W_q, W_k, w_v = (t.detach().double() for t in (q, k, v, W_q, W_k, w_v))
-    B, n_q, n_k = q.shape[0], q.shape[1], k.shape[1]
-    out = torch.zeros(B, n_q, v.shape[-1], dtype=torch.float64)
-    for b in range(B):
-        for i in range(n_q):
-            m = min(int(lens[b]), n_k)
-            scores = [float(w_v @ torch.tanh(W_q @ q[b, i] + W_k @ k[b, j])) for j in range(m)]
-            e = [math.exp(s - max(scores)) for s in scores]
-            for j in range(m):
-                out[b, i] += e[j] / sum(e) * v[b, j]
-    return out
-
-
 @pytest.mark.parametrize("seed", range(3))
 def test_additive_attention_matches_direct_formula(seed):
     g = torch.Generator().manual_seed(seed)
@@ -260,7 +229,7 @@ def test_additive_attention_matches_direct_formula(seed):
     got = attention(q, k, v, lens)
     W_q, W_k, w_v = attention.W_q.weight, attention.W_k.weight, attention.w_v.weight[0]
     assert W_q.shape == (8, 20) and W_k.shape == (8, 2) and w_v.shape == (8,)
-    want = _additive_reference(q, k, v, lens, W_q, W_k, w_v)
+    want = additive_attention_loop(q, k, v, lens, W_q, W_k, w_v)
     torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=1e-5)
     assert attention.attention_weights.shape == (2, 3, 6)
     assert (attention.attention_weights[0, :, 2:] == 0).all()

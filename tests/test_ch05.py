@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from references import pairwise_scores
 
 from helpers import ch05
 from helpers.attention import (
@@ -30,25 +31,6 @@ def _inputs():
     return queries, keys, values, additive
 
 
-@torch.no_grad()
-def _reference_scores(scoring, q, k, additive):
-    """Float64 scores (n_q, n_k) written directly from each formula, pair by pair."""
-    n_q, n_k = q.shape[0], k.shape[0]
-    out = torch.zeros(n_q, n_k, dtype=torch.float64)
-    for i in range(n_q):
-        for j in range(n_k):
-            if scoring == "scaled dot product":
-                out[i, j] = q[i] @ k[j] / math.sqrt(q.shape[1])
-            elif scoring == "dot product":
-                out[i, j] = q[i] @ k[j]
-            elif scoring == "gaussian":
-                out[i, j] = -((q[i] - k[j]) ** 2).sum() / 2
-            else:
-                W_q, W_k, w_v = additive.W_q.weight, additive.W_k.weight, additive.w_v.weight[0]
-                out[i, j] = w_v @ torch.tanh(W_q @ q[i] + W_k @ k[j])
-    return out
-
-
 # --- the modules' scores -------------------------------------------------------------------
 
 
@@ -56,7 +38,7 @@ def test_dot_product_scores_match_the_formula_and_feed_forward():
     q, k, v, _ = _inputs()
     attn = DotProductAttention()
     got = attn.scores(q[None], k[None])[0]
-    torch.testing.assert_close(got, _reference_scores("scaled dot product", q, k, None))
+    torch.testing.assert_close(got, pairwise_scores("scaled dot product", q, k, None))
     out = attn(q[None], k[None], v[None])
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q[None], k[None], v[None]))
 
@@ -65,7 +47,7 @@ def test_additive_scores_match_the_formula_and_feed_forward():
     q, k, v, additive = _inputs()
     with torch.no_grad():
         got = additive.scores(q[None], k[None])[0]
-        want = _reference_scores("additive", q, k, additive)
+        want = pairwise_scores("additive", q, k, additive)
         torch.testing.assert_close(got, want)
         additive(q[None], k[None], v[None], torch.tensor([7]))
     want_w = torch.softmax(want[:, :7], dim=-1)
@@ -87,7 +69,7 @@ def test_scoring_weights_by_name(scoring):
     q, k, _, additive = _inputs()
     with torch.no_grad():
         got = scoring_weights(q[None], k[None], scoring, torch.tensor([6]), additive)[0]
-    want = torch.softmax(_reference_scores(scoring, q, k, additive)[:, :6], dim=-1)
+    want = torch.softmax(pairwise_scores(scoring, q, k, additive)[:, :6], dim=-1)
     torch.testing.assert_close(got[:, :6], want)
     assert (got[:, 6:] == 0).all()
 
@@ -134,7 +116,7 @@ def test_explorer_draws_every_scoring_function_and_masks_from_the_valid_length()
     for scoring in SCORING_FUNCTIONS:
         box.controls["scoring"].value = scoring
         assert box.figure is fig
-        want = torch.softmax(_reference_scores(scoring, q, k, additive)[:, :6], dim=-1)
+        want = torch.softmax(pairwise_scores(scoring, q, k, additive)[:, :6], dim=-1)
         w = np.array(box.state["weights"])
         np.testing.assert_allclose(w[:, :6], want.numpy(), atol=1e-10)
         np.testing.assert_allclose(w[:, 6:], 0)

@@ -7,37 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from references import gaussian_nw_float64_chunked, nw_float64, nw_weights_float64
 
 from helpers import pooling as P
 
 KERNEL_NAMES = ["gaussian", "boxcar", "constant", "epanechnikov"]
-
-
-def reference_weights(q, k, kernel: str, h: float) -> np.ndarray:
-    """Float64 NumPy weights (n_q, n_k), written from the formulas, not from the helpers."""
-    q = np.asarray(q, dtype=np.float64)[:, None]
-    k = np.asarray(k, dtype=np.float64)[None, :]
-    u = (q - k) / h
-    if kernel == "gaussian":
-        logw = -(u**2) / 2
-        w = np.exp(logw - logw.max(axis=1, keepdims=True))
-    elif kernel == "boxcar":
-        w = (np.abs(u) < 1).astype(np.float64)
-    elif kernel == "constant":
-        w = np.ones_like(u)
-    elif kernel == "epanechnikov":
-        w = np.maximum(1 - u**2, 0)
-    else:  # pragma: no cover
-        raise AssertionError(kernel)
-    empty = w.sum(axis=1) == 0
-    if empty.any():  # documented fallback: the nearest key(s)
-        d = np.abs(u[empty])
-        w[empty] = (d == d.min(axis=1, keepdims=True)).astype(np.float64)
-    return w / w.sum(axis=1, keepdims=True)
-
-
-def reference_nw(q, k, v, kernel="gaussian", h=1.0) -> np.ndarray:
-    return reference_weights(q, k, kernel, h) @ np.asarray(v, dtype=np.float64)
 
 
 @pytest.fixture
@@ -114,7 +88,7 @@ def test_weights_match_float64_formula(small, kernel, h):
     q, k, _ = small
     w = P.attention_weights(q, k, kernel, h)
     assert w.shape == (len(q), len(k)) and w.dtype == torch.float32
-    ref = reference_weights(q, k, kernel, h)
+    ref = nw_weights_float64(q, k, kernel, h)
     np.testing.assert_allclose(w.numpy(), ref, rtol=1e-5, atol=1e-7)
     assert torch.allclose(w.sum(dim=1), torch.ones(len(q)))
 
@@ -125,7 +99,7 @@ def test_nadaraya_watson_matches_float64_formula(small, kernel, dtype):
     q, k, v = (t.to(dtype) for t in small)
     out = P.nadaraya_watson(q, k, v, kernel, 0.7)
     assert out.shape == (len(q),) and out.dtype == dtype
-    ref = reference_nw(q, k, v, kernel, 0.7)
+    ref = nw_float64(q, k, v, kernel, 0.7)
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5 if dtype == torch.float32 else 1e-12)
 
 
@@ -134,7 +108,7 @@ def test_vector_values(small):
     vv = torch.stack([v, -2 * v, torch.ones_like(v)], dim=1)  # (n_k, 3)
     out = P.nadaraya_watson(q, k, vv, "gaussian", 0.5)
     assert out.shape == (len(q), 3)
-    np.testing.assert_allclose(out.numpy(), reference_nw(q, k, vv, "gaussian", 0.5), rtol=1e-5)
+    np.testing.assert_allclose(out.numpy(), nw_float64(q, k, vv, "gaussian", 0.5), rtol=1e-5)
     assert torch.allclose(out[:, 2], torch.ones(len(q)))
 
 
@@ -164,10 +138,10 @@ def test_far_query_gaussian_is_finite_and_matches_float64(dtype):
     assert torch.isfinite(w).all()
     naive = torch.exp(-((q[:, None] - k) ** 2) / 2)
     assert (naive[:2].sum(dim=1) == 0).all()  # so exp / sum is 0/0 for the far queries
-    np.testing.assert_allclose(w.numpy(), reference_weights(q, k, "gaussian", 1.0), atol=1e-7)
+    np.testing.assert_allclose(w.numpy(), nw_weights_float64(q, k, "gaussian", 1.0), atol=1e-7)
     assert w[0, 4].item() == pytest.approx(1.0) and w[1, 0].item() == pytest.approx(1.0)
     out = P.nadaraya_watson(q, k, v)
-    np.testing.assert_allclose(out.numpy(), reference_nw(q, k, v), rtol=1e-6)
+    np.testing.assert_allclose(out.numpy(), nw_float64(q, k, v), rtol=1e-6)
 
 
 def test_far_query_close_keys_share_weight_as_float64_says():
@@ -175,7 +149,7 @@ def test_far_query_close_keys_share_weight_as_float64_says():
     k = torch.tensor([0.0, 2.0, 4.999, 5.0], dtype=torch.float64)
     q = torch.tensor([1000.0], dtype=torch.float64)
     w = P.attention_weights(q, k)
-    np.testing.assert_allclose(w.numpy(), reference_weights(q, k, "gaussian", 1.0), rtol=1e-9)
+    np.testing.assert_allclose(w.numpy(), nw_weights_float64(q, k, "gaussian", 1.0), rtol=1e-9)
     assert 0 < w[0, 2] < w[0, 3] < 1
 
 
@@ -212,7 +186,7 @@ def test_half_precision_inputs(small, dtype):
     out = P.nadaraya_watson(q, k, v, bandwidth=0.5)
     w = P.attention_weights(q, k, bandwidth=0.5)
     assert out.dtype == dtype and w.dtype == dtype
-    ref = reference_nw(q.float(), k.float(), v.float(), "gaussian", 0.5)
+    ref = nw_float64(q.float(), k.float(), v.float(), "gaussian", 0.5)
     tol = 1e-2 if dtype == torch.float16 else 3e-2
     np.testing.assert_allclose(out.float().numpy(), ref, rtol=tol, atol=tol)
 
@@ -220,7 +194,7 @@ def test_half_precision_inputs(small, dtype):
 def test_integer_inputs_are_promoted():
     out = P.nadaraya_watson(torch.tensor([1, 2]), torch.tensor([0, 1, 3]), torch.tensor([1, 2, 4]))
     assert out.dtype == torch.get_default_dtype()
-    np.testing.assert_allclose(out.numpy(), reference_nw([1, 2], [0, 1, 3], [1, 2, 4]), rtol=1e-6)
+    np.testing.assert_allclose(out.numpy(), nw_float64([1, 2], [0, 1, 3], [1, 2, 4]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("kernel", KERNEL_NAMES)
@@ -262,7 +236,7 @@ def test_fused_equals_direct(n_q, n_k, offset, h):
     v = torch.randn(n_k, generator=g) + offset
     q = offset - 0.5 + torch.rand(n_q, generator=g) * 6
     direct = P.nadaraya_watson(q, k, v, bandwidth=h, method="direct")
-    ref = reference_nw(q, k, v, "gaussian", h)
+    ref = nw_float64(q, k, v, "gaussian", h)
     fused = P.nadaraya_watson(q, k, v, bandwidth=h, method="fused")
     auto = P.nadaraya_watson(q, k, v, bandwidth=h)
     scale = 1 + abs(offset)
@@ -286,7 +260,7 @@ def test_fused_vector_values_and_float64():
     q = torch.rand(200, generator=g, dtype=torch.float64) * 5
     fused = P.nadaraya_watson(q, k, v, bandwidth=0.4, method="fused")
     assert fused.shape == (200, 3) and fused.dtype == torch.float64
-    np.testing.assert_allclose(fused.numpy(), reference_nw(q, k, v, "gaussian", 0.4), atol=1e-12)
+    np.testing.assert_allclose(fused.numpy(), nw_float64(q, k, v, "gaussian", 0.4), atol=1e-12)
 
 
 def test_auto_mixes_near_fused_and_far_direct_queries():
@@ -296,7 +270,7 @@ def test_auto_mixes_near_fused_and_far_direct_queries():
     q = torch.cat([torch.rand(200, generator=g) * 5, torch.tensor([1e3, -40.0])])
     out = P.nadaraya_watson(q, k, v)  # 202 * 30000 pairs: the fused path for most queries
     assert torch.isfinite(out).all()
-    np.testing.assert_allclose(out.numpy(), reference_nw(q, k, v), atol=2e-5)
+    np.testing.assert_allclose(out.numpy(), nw_float64(q, k, v), atol=2e-5)
 
 
 def test_large_problem_does_not_build_the_matrix(monkeypatch):
@@ -380,7 +354,7 @@ def reference_loo_mse(x, y, kernel: str, h: float) -> float:
     errors = []
     for i in range(len(x)):
         others = np.arange(len(x)) != i
-        y_hat = reference_nw(x[i : i + 1], x[others], y[others], kernel, h)[0]
+        y_hat = nw_float64(x[i : i + 1], x[others], y[others], kernel, h)[0]
         errors.append((y_hat - y[i]) ** 2)
     return float(np.mean(errors))
 
@@ -437,12 +411,12 @@ def test_nw_module_matches_formula_and_nadaraya_watson(small):
     assert model.attention_weights.shape == (len(q), len(k))
     # w = 1 / sigma
     np.testing.assert_allclose(
-        out.detach().numpy(), reference_nw(q, k, v, "gaussian", 0.5), rtol=1e-5
+        out.detach().numpy(), nw_float64(q, k, v, "gaussian", 0.5), rtol=1e-5
     )
     assert torch.allclose(model(q, k, v), out)  # 1-D keys/values are shared by every query
     w = model.attention_weights
     np.testing.assert_allclose(
-        w.detach().numpy(), reference_weights(q, k, "gaussian", 0.5), atol=1e-6
+        w.detach().numpy(), nw_weights_float64(q, k, "gaussian", 0.5), atol=1e-6
     )
 
 
@@ -466,7 +440,7 @@ def reference_nw_loo(k, v, w) -> np.ndarray:
     out = []
     for i in range(len(k)):
         mask = np.arange(len(k)) != i
-        out.append(reference_nw(k[i : i + 1], k[mask], v[mask], "gaussian", 1 / w)[0])
+        out.append(nw_float64(k[i : i + 1], k[mask], v[mask], "gaussian", 1 / w)[0])
     return np.array(out)
 
 
@@ -494,15 +468,6 @@ def test_cuda_matches_cpu(small):  # pragma: no cover - runs on GPU machines
 # ---------------------------------------------------------------------------------------------
 
 
-def _float64_nw(q, k, v, h):
-    """Direct float64 softmax weights times values, a few queries at a time."""
-    out = []
-    for i in range(0, len(q), 64):
-        s = -(((q[i : i + 64, None].double() - k.double()[None]) / h) ** 2) / 2
-        out.append(torch.softmax(s, dim=1) @ v.double())
-    return torch.cat(out)
-
-
 @pytest.mark.parametrize("h", [0.05, 0.5, 2.0])
 def test_fft_path_matches_float64_on_many_keys(h):
     g = torch.Generator().manual_seed(0)
@@ -510,7 +475,7 @@ def test_fft_path_matches_float64_on_many_keys(h):
     v = torch.stack([torch.sin(3 * k), k**0.8 + 0.5 * torch.randn(200_000, generator=g)], 1)
     q = torch.cat([torch.linspace(-1, 6, 500), torch.tensor([-1e3, 1e3, 40.0])])
     got = P.nadaraya_watson(q, k, v, bandwidth=h, method="fft")
-    want = _float64_nw(q, k, v, h)
+    want = gaussian_nw_float64_chunked(q, k, v, h)
     assert got.dtype == torch.float32 and got.shape == (503, 2)
     assert (got.double() - want).abs().max() < 1e-5
 
@@ -527,7 +492,8 @@ def test_auto_takes_the_fft_path_for_large_gaussian_problems(monkeypatch):
     q = torch.linspace(0, 5, 200)
     got = P.nadaraya_watson(q, k, v, bandwidth=0.3)
     assert calls == [1]
-    assert (got.double() - _float64_nw(q, k, v[:, None], 0.3)[:, 0]).abs().max() < 1e-5
+    want = gaussian_nw_float64_chunked(q, k, v[:, None], 0.3)[:, 0]
+    assert (got.double() - want).abs().max() < 1e-5
 
 
 def test_fft_path_refuses_a_grid_too_fine_for_the_span_and_auto_falls_back():

@@ -3,11 +3,10 @@ and gradients) and float64 direct formulas."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
+from references import masked_attention_float64
 
 from helpers.scale import (
     causal_linear_attention_rnn,
@@ -78,13 +77,6 @@ def test_flash_attention_rejects_bad_input():
         flash_attention(q, k.tolist(), v)
 
 
-def _dense_reference(q, k, v, allowed, scale):
-    """float64 softmax over the allowed keys only: (B, H, n_q, d_v)."""
-    s = (q.double() @ k.double().transpose(-2, -1)) * scale
-    s = s.masked_fill(~allowed, -math.inf)
-    return torch.softmax(s, dim=-1) @ v.double()
-
-
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("window", [0, 1, 3, 40])
 def test_local_attention_equals_a_banded_dense_softmax(window, is_causal):
@@ -94,7 +86,7 @@ def test_local_attention_equals_a_banded_dense_softmax(window, is_causal):
     allowed = (j - i).abs() <= window
     if is_causal:
         allowed &= j <= i
-    want = _dense_reference(q, k, v, allowed, 1 / 4)
+    want = masked_attention_float64(q, k, v, allowed, 1 / 4)
     got = local_attention(q, k, v, window, is_causal=is_causal)
     torch.testing.assert_close(got, want)
     if window >= 24 and not is_causal:  # the window covers every key: plain attention
