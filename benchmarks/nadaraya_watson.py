@@ -146,7 +146,7 @@ def main(argv=None) -> int:
                 f"{rate:.2g}",
                 fmt(floor, ".3f"),
                 fmt(t_h),
-                fmt(t_h / floor, ".1f"),
+                fmt(t_h / floor, ".2g"),
             ]
             row += [fmt(mb_h, ".1f"), fmt(err, ".1e")]
             del out

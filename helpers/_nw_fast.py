@@ -34,6 +34,7 @@ STEPS_PER_BANDWIDTH = 512  # grid step Δ = h / 512
 CUTOFF = 10.0  # the sampled kernel is cut at 10 bandwidths, where it is exp(-50) ≈ 2e-22
 MAX_GRID = 2**23  # more grid points than this: the FFT path is not used
 MIN_KERNEL_SUM = 1e-3  # queries with a smaller binned kernel sum take the exact path
+BIN_CHUNK = 2**16  # keys binned at a time
 
 
 def _lifted(q, k, v, h) -> torch.Tensor:
@@ -118,15 +119,15 @@ def binned_fft(q, k, v, h, direct, strict: bool) -> torch.Tensor | None:
             )
         return None
     origin = lo - pad * step
-    k64, v64 = k.double(), v.double()
-    pos = (k64 - origin) / step  # (n_k,) grid coordinates
-    i0 = pos.floor().long().clamp(0, G - 2)
-    frac = (pos - i0).unsqueeze(1)  # (n_k, 1) share of the right-hand grid point
-    ones = torch.ones_like(frac)
-    mass = torch.cat([ones, v64], dim=1)  # (n_k, 1 + d_v): denominator and numerator terms
-    binned = torch.zeros(G, mass.shape[1], dtype=torch.float64, device=k.device)
-    binned.index_add_(0, i0, (1 - frac) * mass)  # (G, 1 + d_v)
-    binned.index_add_(0, i0 + 1, frac * mass)
+    binned = torch.zeros(G, 1 + v.shape[1], dtype=torch.float64, device=k.device)
+    for start in range(0, len(k), BIN_CHUNK):  # chunks of keys keep the float64 copies small
+        k64, v64 = k[start : start + BIN_CHUNK].double(), v[start : start + BIN_CHUNK].double()
+        pos = (k64 - origin) / step  # (chunk,) grid coordinates
+        i0 = pos.floor().long().clamp(0, G - 2)
+        frac = (pos - i0).unsqueeze(1)  # (chunk, 1) share of the right-hand grid point
+        mass = torch.cat([torch.ones_like(frac), v64], dim=1)  # (chunk, 1 + d_v): den, num terms
+        binned.index_add_(0, i0, (1 - frac) * mass)  # (G, 1 + d_v)
+        binned.index_add_(0, i0 + 1, frac * mass)
     offsets = torch.arange(-pad, pad + 1, dtype=torch.float64, device=k.device)
     kernel = torch.exp(-((offsets / STEPS_PER_BANDWIDTH) ** 2) / 2)  # (2 pad + 1,)
     n_fft = 1 << (G + 2 * pad).bit_length()
