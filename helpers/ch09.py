@@ -15,6 +15,7 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 from torch import nn
 
 from helpers import seq2seq as s2s
@@ -106,6 +107,16 @@ def attention_explorer(
     fig.colorbar(image, cax=cax, label="weight", ticks=[0, 0.5, 1])
     ax.set_xticks(range(size))
     ax.set_yticks(range(size))
+    # Tick labels read the current lists at render time: no new tick objects on a redraw.
+    current: dict[str, list[str]] = {"x": [], "y": []}
+
+    def _label(axis: str) -> FuncFormatter:
+        return FuncFormatter(
+            lambda v, _pos: current[axis][int(v)] if 0 <= int(v) < len(current[axis]) else ""
+        )
+
+    ax.xaxis.set_major_formatter(_label("x"))
+    ax.yaxis.set_major_formatter(_label("y"))
     title = ax.set_title("")
 
     def labels(kind: str, src: str, pred: str) -> tuple[list[str], list[str]]:
@@ -126,10 +137,13 @@ def attention_explorer(
         image.set_data(np.ma.masked_invalid(shown))
         ax.set_xlim(-0.5, len(cols) - 0.5)
         ax.set_ylim(len(rows) - 0.5, -0.5)
-        ax.set_xticklabels(cols + [""] * (size - len(cols)))
-        ax.set_yticklabels(rows + [""] * (size - len(rows)))
-        ax.set_xlabel("decoder input (keys)" if kind == "decoder self" else "source (keys)")
-        ax.set_ylabel("source (queries)" if kind == "encoder self" else "decoder step (queries)")
+        current["x"], current["y"] = cols, rows
+        xlabel = "decoder input (keys)" if kind == "decoder self" else "source (keys)"
+        ylabel = "source (queries)" if kind == "encoder self" else "decoder step (queries)"
+        if ax.get_xlabel() != xlabel:
+            ax.set_xlabel(xlabel)
+        if ax.get_ylabel() != ylabel:
+            ax.set_ylabel(ylabel)
         title.set_text(f"{kind}, layer {layer}, head {head}: {src} -> {pred}")
         state = {"example": example, "kind": kind, "layer": layer, "head": head,
                  "rows": rows, "cols": cols, "weights": m.copy()}
