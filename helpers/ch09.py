@@ -214,7 +214,8 @@ class TinyCausalBlock(nn.Module):
         h = self.num_heads
         q = self.W_q(X).reshape(B, T, h, d // h).transpose(1, 2)  # (B, h, T, p)
         k = self.W_k(X).reshape(B, T, h, d // h).transpose(1, 2)  # (B, h, T, p)
-        scores = q @ k.transpose(-1, -2) * self.scale()  # (B, h, T, p) @ (B, h, p, T) -> (B, h, T, T)
+        # (B, h, T, p) @ (B, h, p, T) -> (B, h, T, T)
+        scores = q @ k.transpose(-1, -2) * self.scale()
         scores = scores.masked_fill(~self.mask(T), float("-inf"))
         return torch.softmax(scores, dim=-1)
 
@@ -306,7 +307,8 @@ def property_report() -> dict[str, dict[str, bool]]:
     report = {name: {t: fn(b) for t, fn in tests.items()} for name, b in blocks.items()}
     print(f"{'block':>8} | " + " | ".join(f"{t:>20}" for t in tests))
     for name, row in report.items():
-        print(f"{name:>8} | " + " | ".join(f"{'pass' if ok else 'FAIL':>20}" for ok in row.values()))
+        cells = (f"{'pass' if ok else 'FAIL':>20}" for ok in row.values())
+        print(f"{name:>8} | " + " | ".join(cells))
     return report
 
 
