@@ -34,7 +34,7 @@ STEPS_PER_BANDWIDTH = 512  # grid step Δ = h / 512
 CUTOFF = 10.0  # the sampled kernel is cut at 10 bandwidths, where it is exp(-50) ≈ 2e-22
 MAX_GRID = 2**23  # more grid points than this: the FFT path is not used
 MIN_KERNEL_SUM = 1e-3  # queries with a smaller binned kernel sum take the exact path
-BIN_CHUNK = 2**16  # keys binned at a time
+BIN_CHUNK = 2**18  # keys binned at a time
 
 
 def _lifted(q, k, v, h) -> torch.Tensor:

@@ -124,16 +124,18 @@ def test_sync_tool_agrees_with_every_notebook():
     assert not any(problems.values()), problems
 
 
-def test_sync_tool_detects_a_stale_badge(tmp_path):
-    from sync_notebooks import expected_changes  # tools/ is on pytest's pythonpath
+def test_sync_tool_detects_a_stale_badge(tmp_path, monkeypatch):
+    import booksettings  # tools/ is on pytest's pythonpath
+    from sync_notebooks import expected_changes
 
+    # A copy of the book's layout under tmp_path, so nothing is written into notebooks/.
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    monkeypatch.setattr(booksettings, "ROOT", tmp_path)
     nb = load(NOTEBOOKS[0])
     title = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
     title["source"] = source(title).replace("attention-step-by-step/blob", "someone-else/blob")
-    stale = ROOT / "notebooks" / ".stale_test.ipynb"
-    try:
-        stale.write_text(json.dumps(nb), encoding="utf-8")
-        _, problems = expected_changes(stale)
-    finally:
-        stale.unlink()
+    stale = tmp_path / "notebooks" / NOTEBOOKS[0].name
+    stale.write_text(json.dumps(nb), encoding="utf-8")
+    _, problems = expected_changes(stale)
     assert any("badge" in p for p in problems)
