@@ -1,0 +1,202 @@
+"""Chapter 09: the attention explorer, the planted-bug blocks and the self-checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import ch09
+from helpers import seq2seq as s2s
+from helpers.explorer import REPLACE_NONE
+from helpers.transformer import make_transformer_seq2seq
+
+
+def _out(check, answer, capsys):
+    result = check(answer)
+    return result, capsys.readouterr().out
+
+
+# --- collecting the weights ------------------------------------------------------------------
+
+
+def _small_batch():
+    data = s2s.make_seq_task(4, 3, 6, 5, seed=3)
+    torch.manual_seed(0)
+    model = make_transformer_seq2seq(8, num_hiddens=16, ffn_num_hiddens=32, num_heads=2)
+    return model, data
+
+
+def test_collect_attention_shapes_and_rows_sum_to_one():
+    model, data = _small_batch()
+    dec_in = s2s.decoder_input(data.tgt)
+    w = ch09.collect_attention(model, data.src, data.src_len, dec_in)
+    B, Ts, To = 4, data.src.shape[1], dec_in.shape[1]
+    assert w["encoder self"].shape == (B, 2, 2, Ts, Ts)
+    assert w["decoder self"].shape == (B, 2, 2, To, To)
+    assert w["cross"].shape == (B, 2, 2, To, Ts)
+    for k in ch09.KINDS:
+        torch.testing.assert_close(w[k].sum(-1), torch.ones(w[k].shape[:-1]))
+    # decoder self-attention is causal: nothing above the diagonal
+    assert torch.all(w["decoder self"].triu(1) == 0)
+    # padding keys get no weight
+    for b, n in enumerate(data.src_len.tolist()):
+        assert torch.all(w["cross"][b, ..., n:] == 0)
+        assert torch.all(w["encoder self"][b, ..., n:] == 0)
+
+
+def test_collect_attention_equals_greedy_decoding_weights():
+    model, data = _small_batch()
+    preds, greedy_w = s2s.predict_greedy(model, data.src, data.src_len)  # (B, steps, T_src)
+    steps = greedy_w.shape[1]
+    rows = [[s2s.BOS] + p + [s2s.PAD] * (steps - 1 - len(p)) for p in preds]
+    dec_in = torch.tensor([r[:steps] for r in rows])
+    w = ch09.collect_attention(model, data.src, data.src_len, dec_in)
+    last = w["cross"][:, -1].mean(dim=1)  # (B, steps, T_src)
+    for b, p in enumerate(preds):
+        k = min(len(p) + 1, steps)
+        torch.testing.assert_close(last[b, :k], greedy_w[b, :k], atol=1e-5, rtol=1e-5)
+
+
+def test_collect_attention_rejects_mismatched_batches():
+    model, data = _small_batch()
+    with pytest.raises(ValueError, match="same B"):
+        ch09.collect_attention(model, data.src, data.src_len, torch.zeros(3, 2, dtype=torch.long))
+
+
+# --- the explorer ----------------------------------------------------------------------------
+
+
+def _explorer():
+    model, data = _small_batch()
+    sources = [s2s.to_text(s) for s in data.src]
+    predictions = [s[::-1] for s in sources]
+    dec_in = s2s.decoder_input(data.tgt)
+    w = ch09.collect_attention(model, data.src, data.src_len, dec_in)
+    return ch09.attention_explorer(sources, predictions, w), sources, predictions, w
+
+
+def test_explorer_draws_the_chosen_example_kind_layer_and_head():
+    box, sources, predictions, w = _explorer()
+    fig = box.figure
+    ax = fig.axes[0]
+    c = box.controls
+    for example, kind, layer, head in [(1, "cross", 1, 0), (2, "encoder self", 0, 1),
+                                       (3, "decoder self", 1, 1), (0, "cross", 0, 1)]:
+        c["example"].value, c["kind"].value = example, kind
+        c["layer"].value, c["head"].value = layer, head
+        assert box.figure is fig
+        src, pred = sources[example], predictions[example]
+        n_rows = len(src) if kind == "encoder self" else len(pred) + 1
+        n_cols = len(pred) + 1 if kind == "decoder self" else len(src)
+        want = w[kind][example, layer, head, :n_rows, :n_cols].numpy()
+        np.testing.assert_allclose(box.state["weights"], want, rtol=1e-6)
+        shown = np.ma.getdata(ax.images[0].get_array())[:n_rows, :n_cols]
+        np.testing.assert_allclose(shown, want, rtol=1e-6)
+        assert ax.get_xlim() == (-0.5, n_cols - 0.5)
+        assert ax.get_ylim() == (n_rows - 0.5, -0.5)
+        assert ax.get_title().startswith(f"{kind}, layer {layer}, head {head}: {src}")
+        yt = [t.get_text() for t in ax.get_yticklabels()][:n_rows]
+        if kind == "cross":
+            assert yt == [f"{i} {ch}" for i, ch in enumerate([*pred, "EOS"])]
+        if kind == "encoder self":
+            assert yt == [f"{i} {ch}" for i, ch in enumerate(src)]
+        if kind == "decoder self":
+            assert yt == [f"{i} {ch}" for i, ch in enumerate(["BOS", *pred])]
+    assert box.state["example"] == 0 and box.state["head"] == 1
+
+
+def test_explorer_rejects_mismatched_input():
+    _, sources, predictions, w = _explorer()
+    with pytest.raises(ValueError, match="N sources"):
+        ch09.attention_explorer(sources[:2], predictions, w)
+
+
+def test_demo_builds_from_an_untrained_model():
+    box = ch09.EXPLORER_DEMOS["attention"]()
+    assert box.state["kind"] == "cross"
+    w = np.asarray(box.state["weights"])
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+
+
+# --- the planted bugs ------------------------------------------------------------------------
+
+
+def test_property_tests_tell_the_blocks_apart(capsys):
+    report = ch09.property_report()
+    out = capsys.readouterr().out
+    assert "FAIL" in out
+    assert report["correct"] == {"is_causal": True, "output_is_normalised": True,
+                                 "matches_sdpa": True}
+    # A: width scale, B: residual after the norm, C: triu mask
+    assert report["A"] == {"is_causal": True, "output_is_normalised": True,
+                           "matches_sdpa": False}
+    assert report["B"] == {"is_causal": True, "output_is_normalised": False,
+                           "matches_sdpa": True}
+    assert report["C"]["is_causal"] is False and report["C"]["matches_sdpa"] is False
+
+
+def test_correct_tiny_block_equals_a_float64_formula():
+    torch.manual_seed(1)
+    blk = ch09.TinyCausalBlock(8, 2).double()
+    X = torch.randn(2, 5, 8, dtype=torch.float64)
+    out = torch.zeros_like(X)
+    for b in range(2):
+        heads = []
+        for h in range(2):
+            sl = slice(4 * h, 4 * h + 4)
+            q = X[b] @ blk.W_q.weight.T[:, sl]
+            k = X[b] @ blk.W_k.weight.T[:, sl]
+            v = X[b] @ blk.W_v.weight.T[:, sl]
+            s = q @ k.T / 2.0  # sqrt(head width 4)
+            s = s.masked_fill(torch.ones(5, 5).triu(1).bool(), -torch.inf)
+            heads.append(torch.softmax(s, -1) @ v)
+        y = torch.cat(heads, -1) @ blk.W_o.weight.T
+        out[b] = torch.nn.functional.layer_norm(X[b] + y, (8,), blk.ln.weight, blk.ln.bias)
+    torch.testing.assert_close(blk(X), out)
+
+
+# --- the self-checks -------------------------------------------------------------------------
+
+
+def test_encoder_block_parameters(capsys):
+    d, f = 32, 64
+    want = 4 * d * d + (d * f + f) + (f * d + d) + 2 * (2 * d)  # attention, FFN, 2 LayerNorms
+    assert want == 8416
+    assert _out(ch09.check_encoder_block_parameters, want, capsys)[0]
+    assert _out(ch09.check_encoder_block_parameters, float(want), capsys)[0]
+    ok, out = _out(ch09.check_encoder_block_parameters, want - 4 * d, capsys)
+    assert not ok and "Hint" in out and str(want) not in out
+    ok, out = _out(ch09.check_encoder_block_parameters, None, capsys)
+    assert not ok and REPLACE_NONE in out
+
+
+def test_causal_mask(capsys):
+    assert _out(ch09.check_causal_mask,
+                lambda T: torch.tril(torch.ones(T, T, dtype=torch.bool)), capsys)[0]
+    assert _out(ch09.check_causal_mask,
+                lambda T: [[int(s <= t) for s in range(T)] for t in range(T)], capsys)[0]
+    ok, out = _out(ch09.check_causal_mask,
+                   lambda T: torch.triu(torch.ones(T, T, dtype=torch.bool)), capsys)
+    assert not ok and "Hint" in out
+    ok, out = _out(ch09.check_causal_mask, lambda T: torch.ones(T, T).tril(-1), capsys)
+    assert not ok and "Hint" in out  # strictly lower: a position must see itself
+    ok, out = _out(ch09.check_causal_mask, lambda T: None, capsys)
+    assert not ok and "replace the None" in out
+    ok, out = _out(ch09.check_causal_mask, lambda T: torch.ones(T, T + 1), capsys)
+    assert not ok and "shape" in out
+    ok, out = _out(ch09.check_causal_mask, None, capsys)
+    assert not ok and REPLACE_NONE in out
+
+
+def test_find_the_bug(capsys):
+    right = {"A": "scale", "B": "residual", "C": "mask"}
+    assert _out(ch09.check_find_the_bug, right, capsys)[0]
+    ok, out = _out(ch09.check_find_the_bug, {"A": "mask", "B": "residual", "C": "scale"}, capsys)
+    assert not ok and "Hint" in out and "1 of 3" in out
+    ok, out = _out(ch09.check_find_the_bug, {"A": "typo", "B": "residual", "C": "scale"}, capsys)
+    assert not ok and "one of" in out
+    ok, out = _out(ch09.check_find_the_bug, ["scale", "residual", "mask"], capsys)
+    assert not ok and "dict" in out
+    ok, out = _out(ch09.check_find_the_bug, None, capsys)
+    assert not ok and REPLACE_NONE in out
