@@ -26,7 +26,7 @@ __all__ = [
     "EXPLORER_DEMOS",
     "OffsetAttention",
     "PositionQueryReverser",
-    "check_learned_runs_longer",
+    "check_positions_and_shuffles",
     "check_rope_angle",
     "check_sinusoid_dot",
     "check_slowest_wavelength",
@@ -354,20 +354,24 @@ def check_rope_angle(angle: Any) -> bool:
 
 
 @self_check
-def check_learned_runs_longer(runs: Any) -> bool:
-    """Exercise 4 (predict first): can LearnedPositionalEmbedding(32, 0.0, max_len=10) be run on
-    an input of 12 positions? True or False."""
-    if not isinstance(runs, bool):
+def check_positions_and_shuffles(still_equivariant: Any) -> bool:
+    """Exercise 4 (predict first): with sinusoidal positions added to X before self-attention,
+    is shuffling the tokens still the same as shuffling the outputs? True or False."""
+    if not isinstance(still_equivariant, bool):
         raise _ReaderError("answer True or False.")
-    table = LearnedPositionalEmbedding(32, 0.0, max_len=10)
-    try:
-        table(torch.zeros(1, 12, 32))
-        want = True
-    except ValueError:
-        want = False
+    add_positions = PositionalEncoding(16, 0.0, max_len=6)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    with torch.random.fork_rng(), torch.no_grad():  # leave the reader's random state alone
+        torch.manual_seed(0)
+        mha = MultiHeadAttention(16, 2).eval()
+        X = torch.randn(1, 6, 16)  # (1, 6, 16)
+        Z, Z_shuffled = add_positions(X), add_positions(X[:, perm])  # positions 0..5 both times
+        Y, Y_shuffled = mha(Z, Z, Z), mha(Z_shuffled, Z_shuffled, Z_shuffled)
+    want = bool(torch.allclose(Y_shuffled, Y[:, perm], atol=1e-5))
     return check(
-        runs == want,
-        "a learned table has one trained row per position it was built for; what is row 11?",
-        "Correct: the table has no row for positions 10 and 11, so the call raises a "
-        "ValueError. Sinusoidal encodings and RoPE compute any position from a formula.",
+        still_equivariant == want,
+        "after the shuffle, which position's vector does the token that was at position 0 get? "
+        "Is the input of each token still the same vector as before the shuffle?",
+        "Correct! Each token now carries the position it stands at, so a shuffle changes the "
+        "inputs themselves, not only their order: attention can tell the orders apart.",
     )
