@@ -212,7 +212,7 @@ def encoding_explorer(
         raise ValueError(f"need num_positions >= 2 and even dims >= 2, got {num_positions}, {dims}")
     tables = {d: sinusoid_table(num_positions, d).double().numpy() for d in dims}  # (T, d) each
     n = np.arange(num_positions)
-    fig = Figure(figsize=(7.0, 4.4))
+    fig = Figure(figsize=(6.4, 4.0))
     ax_wave = fig.add_axes((0.09, 0.58, 0.86, 0.33))
     ax_dot = fig.add_axes((0.09, 0.1, 0.86, 0.33))
     (sin_line,) = ax_wave.plot(
@@ -228,13 +228,12 @@ def encoding_explorer(
     for ax in (ax_wave, ax_dot):  # few tick labels: text is most of a redraw's cost
         ax.set_xticks(ticks)
         ax.set_yticks([-1, 0, 1])
-    ax_wave.set_xlabel("position n")
-    ax_wave.legend(loc="upper right", fontsize=8)
+    ax_wave.tick_params(labelbottom=False)  # the panels share their x axis
     wave_title = ax_wave.set_title("")
     (dot_line,) = ax_dot.plot(
         n,
         np.zeros_like(n, dtype=float),
-        ".-",
+        "-",
         color="tab:green",
         label="P[m]·P[n] / (d/2), all frequencies",
     )
@@ -266,8 +265,8 @@ def encoding_explorer(
         dot_mark.set_xdata([m, m])
         wavelength = 2 * math.pi / omega
         wave_title.set_text(
-            f"d = {d}, frequency i = {i}: columns {2 * i} and {2 * i + 1}, "
-            f"wavelength {wavelength:.1f} positions"
+            f"d = {d}, i = {i}: sin (blue) and cos (orange), columns {2 * i} and {2 * i + 1}; "
+            f"wavelength {wavelength:.1f}"
         )
         dot_title.set_text(f"similarity of position m = {m} with every position n")
         state = {
