@@ -246,9 +246,9 @@ def encoding_explorer(
     )
     dot_mark = ax_dot.axvline(0, color="black", linestyle=":")
     ax_dot.set_xlim(-0.5, num_positions - 0.5)
-    ax_dot.set_ylim(-1.1, 1.1)
+    ax_dot.set_ylim(-1.75, 1.1)  # room for the legend below the curves
     ax_dot.set_xlabel("position n")
-    ax_dot.legend(loc="lower right", fontsize=8)
+    ax_dot.legend(loc="lower center", fontsize=8, ncol=2)
     dot_title = ax_dot.set_title("")
 
     def draw(d: int, i: int, m: int) -> tuple[Figure, dict[str, Any]]:
@@ -265,8 +265,7 @@ def encoding_explorer(
         dot_mark.set_xdata([m, m])
         wavelength = 2 * math.pi / omega
         wave_title.set_text(
-            f"d = {d}, i = {i}: sin (blue) and cos (orange), columns {2 * i} and {2 * i + 1}; "
-            f"wavelength {wavelength:.1f}"
+            f"d = {d}, i = {i}: sin (blue), cos (orange); wavelength {wavelength:.1f} positions"
         )
         dot_title.set_text(f"similarity of position m = {m} with every position n")
         state = {
