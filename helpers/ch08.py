@@ -1,0 +1,375 @@
+"""Chapter 08, order and position: two tiny attention-only models, the encoding explorer and the
+exercises' self-checks.
+
+The encodings themselves live in `helpers.transformer` (`PositionalEncoding`,
+`LearnedPositionalEmbedding`, `apply_rotary`); this module builds the chapter's small models on
+them, draws them, and checks the reader's answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from helpers.attention import MultiHeadAttention, masked_softmax
+from helpers.explorer import _ReaderError, as_number, build_explorer, check, self_check
+from helpers.transformer import LearnedPositionalEmbedding, PositionalEncoding, apply_rotary
+
+__all__ = [
+    "EXPLORER_DEMOS",
+    "OffsetAttention",
+    "PositionQueryReverser",
+    "check_positions_and_shuffles",
+    "check_rope_angle",
+    "check_sinusoid_dot",
+    "check_slowest_wavelength",
+    "encoding_explorer",
+    "fit",
+    "offset_task",
+    "sinusoid_table",
+]
+
+POSITIONS = ("none", "learned", "sinusoidal")
+
+
+def sinusoid_table(num_positions: int, num_hiddens: int) -> torch.Tensor:
+    """The sinusoidal table P (num_positions, num_hiddens) of `PositionalEncoding`."""
+    return PositionalEncoding(num_hiddens, 0.0, max_len=num_positions).P[0]  # (T, d)
+
+
+def _positions_module(kind: str, num_hiddens: int, max_len: int) -> nn.Module | None:
+    """The module that adds positions of `kind` ("none", "learned", "sinusoidal") to X."""
+    if kind not in POSITIONS:
+        raise ValueError(f"positions must be one of {POSITIONS}, got {kind!r}")
+    if kind == "learned":
+        return LearnedPositionalEmbedding(num_hiddens, 0.0, max_len)
+    if kind == "sinusoidal":
+        return PositionalEncoding(num_hiddens, 0.0, max_len)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Section 8.2: reversal with attention alone
+# ---------------------------------------------------------------------------------------------
+
+
+class PositionQueryReverser(nn.Module):
+    """Attention only: one learned query per output position attends over the source tokens.
+
+    The keys and values are the source embeddings, plus positions unless `positions="none"`;
+    every output token is predicted at once from its query's context. src: (B, T) -> (B, T, vocab).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_hiddens: int = 32,
+        num_heads: int = 1,
+        positions: str = "sinusoidal",
+        max_len: int = 16,
+    ):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, num_hiddens)
+        self.positions = _positions_module(positions, num_hiddens, max_len)
+        self.queries = nn.Parameter(torch.randn(max_len, num_hiddens) / math.sqrt(num_hiddens))
+        self.attention = MultiHeadAttention(num_hiddens, num_heads)
+        self.dense = nn.Linear(num_hiddens, vocab_size)
+        self.num_hiddens = num_hiddens
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:
+        """src (B, T) tokens -> logits (B, T, vocab_size), one row per output position."""
+        if src.dim() != 2:
+            raise ValueError(f"src must be (batch, T) tokens, got shape {tuple(src.shape)}")
+        B, T = src.shape
+        if T > self.queries.shape[0]:
+            raise ValueError(f"src has {T} positions but the model has {self.queries.shape[0]}")
+        X = self.embedding(src) * math.sqrt(self.num_hiddens)  # (B, T, d)
+        if self.positions is not None:
+            X = self.positions(X)  # (B, T, d) + positions
+        Q = self.queries[:T].expand(B, T, -1)  # (B, T, d): output position t asks
+        context = self.attention(Q, X, X)  # (B, T, d)
+        return self.dense(context)  # (B, T, vocab)
+
+
+# ---------------------------------------------------------------------------------------------
+# Section 8.5: a task that needs relative positions, and longer test sequences
+# ---------------------------------------------------------------------------------------------
+
+
+def offset_task(
+    num_examples: int, length: int, num_symbols: int = 10, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random tokens X (N, length) and targets Y (N, length): Y[:, t] = X[:, t - 1], Y[:, 0] = -100
+    (ignored by the loss)."""
+    if length < 2 or num_examples < 1 or num_symbols < 1:
+        raise ValueError(
+            f"need length >= 2 and positive num_examples, num_symbols; got length={length}, "
+            f"num_examples={num_examples}, num_symbols={num_symbols}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randint(0, num_symbols, (num_examples, length), generator=gen)  # (N, T)
+    Y = torch.full_like(X, -100)
+    Y[:, 1:] = X[:, :-1]
+    return X, Y
+
+
+class OffsetAttention(nn.Module):
+    """One causal single-head self-attention layer with positions of kind "learned", "sinusoidal"
+    (added to the inputs) or "rope" (queries and keys rotated). X (B, T) -> logits (B, T, vocab)."""
+
+    def __init__(
+        self, vocab_size: int, num_hiddens: int = 32, positions: str = "rope", max_len: int = 64
+    ):
+        super().__init__()
+        if positions not in ("learned", "sinusoidal", "rope"):
+            raise ValueError(
+                f"positions must be 'learned', 'sinusoidal' or 'rope', got {positions!r}"
+            )
+        self.kind = positions
+        self.embedding = nn.Embedding(vocab_size, num_hiddens)
+        self.positions = (
+            None if positions == "rope" else _positions_module(positions, num_hiddens, max_len)
+        )
+        # biases let a query or key carry a part that does not depend on the token
+        self.W_q = nn.Linear(num_hiddens, num_hiddens)
+        self.W_k = nn.Linear(num_hiddens, num_hiddens)
+        self.W_v = nn.Linear(num_hiddens, num_hiddens)
+        self.dense = nn.Linear(num_hiddens, vocab_size)
+        self.num_hiddens = num_hiddens
+        self.attention_weights: torch.Tensor | None = None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T) -> logits (B, T, vocab_size); position t sees positions 0..t."""
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (batch, T), got shape {tuple(tokens.shape)}")
+        B, T = tokens.shape
+        X = self.embedding(tokens)  # (B, T, d)
+        if self.positions is not None:
+            X = self.positions(X)
+        Q, K, V = self.W_q(X), self.W_k(X), self.W_v(X)  # (B, T, d) each
+        if self.kind == "rope":
+            Q, K = apply_rotary(Q), apply_rotary(K)
+        scores = Q @ K.transpose(1, 2) / math.sqrt(self.num_hiddens)  # (B,T,d) @ (B,d,T) -> (B,T,T)
+        causal = torch.arange(1, T + 1, device=tokens.device).repeat(B, 1)  # (B, T): row t sees t+1
+        self.attention_weights = masked_softmax(scores, causal)  # (B, T, T)
+        return self.dense(self.attention_weights @ V)  # (B, T, T) @ (B, T, d) -> (B, T, vocab)
+
+
+def fit(
+    model: nn.Module,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    steps: int = 300,
+    lr: float = 0.01,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> list[float]:
+    """Train `model` (X (N, T) -> logits (N, T, vocab)) on targets Y (N, T) with Adam and
+    cross-entropy (targets -100 ignored); minibatches drawn with `seed`. Returns the losses."""
+    if X.shape != Y.shape:
+        raise ValueError(
+            f"X and Y must have the same shape, got {tuple(X.shape)}, {tuple(Y.shape)}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
+    losses = []
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, X.shape[0], (batch_size,), generator=gen)
+        logits = model(X[idx])  # (b, T, vocab)
+        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), Y[idx].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+# ---------------------------------------------------------------------------------------------
+# The encoding explorer
+# ---------------------------------------------------------------------------------------------
+
+
+def encoding_explorer(
+    num_positions: int = 64, dims: tuple[int, ...] = (8, 16, 32, 64, 128)
+) -> widgets.VBox:
+    """Pick d, a frequency index i and a position m; see sin/cos of frequency i over positions and
+    the similarity P[m]·P[n] / (d/2) against n (it depends on n - m only).
+
+    State: `d`, `i`, `m`, `wavelength` (2π·10000^(2i/d), in positions), `similarity`
+    (num_positions,) and `term` (num_positions,), frequency i's share cos((n - m)·ω_i).
+    """
+    if num_positions < 2 or not dims or any(d < 2 or d % 2 for d in dims):
+        raise ValueError(f"need num_positions >= 2 and even dims >= 2, got {num_positions}, {dims}")
+    tables = {d: sinusoid_table(num_positions, d).double().numpy() for d in dims}  # (T, d) each
+    n = np.arange(num_positions)
+    fig = Figure(figsize=(6.4, 4.0))
+    ax_wave = fig.add_axes((0.09, 0.58, 0.86, 0.33))
+    ax_dot = fig.add_axes((0.09, 0.1, 0.86, 0.33))
+    (sin_line,) = ax_wave.plot(
+        n, np.zeros_like(n, dtype=float), "-", color="tab:blue", label="P[n, 2i] = sin"
+    )
+    (cos_line,) = ax_wave.plot(
+        n, np.zeros_like(n, dtype=float), "-", color="tab:orange", label="P[n, 2i+1] = cos"
+    )
+    wave_mark = ax_wave.axvline(0, color="black", linestyle=":")
+    ax_wave.set_xlim(-0.5, num_positions - 0.5)
+    ax_wave.set_ylim(-1.1, 1.1)
+    ticks = list(range(0, num_positions, max(1, num_positions // 4)))
+    for ax in (ax_wave, ax_dot):  # few tick labels: text is most of a redraw's cost
+        ax.set_xticks(ticks)
+        ax.set_yticks([-1, 0, 1])
+    ax_wave.tick_params(labelbottom=False)  # the panels share their x axis
+    wave_title = ax_wave.set_title("")
+    (dot_line,) = ax_dot.plot(
+        n,
+        np.zeros_like(n, dtype=float),
+        "-",
+        color="tab:green",
+        label="P[m]·P[n] / (d/2), all frequencies",
+    )
+    (term_line,) = ax_dot.plot(
+        n,
+        np.zeros_like(n, dtype=float),
+        "--",
+        color="tab:gray",
+        label="frequency i alone: cos((n - m) ω_i)",
+    )
+    dot_mark = ax_dot.axvline(0, color="black", linestyle=":")
+    ax_dot.set_xlim(-0.5, num_positions - 0.5)
+    ax_dot.set_ylim(-1.75, 1.1)  # room for the legend below the curves
+    ax_dot.set_xlabel("position n")
+    ax_dot.legend(loc="lower center", fontsize=8, ncol=2)
+    dot_title = ax_dot.set_title("")
+
+    def draw(d: int, i: int, m: int) -> tuple[Figure, dict[str, Any]]:
+        i = min(i, d // 2 - 1)  # d/2 frequencies: i in 0 .. d/2 - 1
+        P = tables[d]  # (T, d)
+        omega = 10000.0 ** (-2 * i / d)
+        similarity = P @ P[m] / (d / 2)  # (T, d) @ (d,) -> (T,)
+        term = P[:, 2 * i] * P[m, 2 * i] + P[:, 2 * i + 1] * P[m, 2 * i + 1]  # (T,)
+        sin_line.set_ydata(P[:, 2 * i])
+        cos_line.set_ydata(P[:, 2 * i + 1])
+        term_line.set_ydata(term)
+        dot_line.set_ydata(similarity)
+        wave_mark.set_xdata([m, m])
+        dot_mark.set_xdata([m, m])
+        wavelength = 2 * math.pi / omega
+        wave_title.set_text(
+            f"d = {d}, i = {i}: sin (blue), cos (orange); wavelength {wavelength:.1f} positions"
+        )
+        dot_title.set_text(f"similarity of position m = {m} with every position n")
+        state = {
+            "d": d,
+            "i": i,
+            "m": m,
+            "wavelength": wavelength,
+            "similarity": similarity.copy(),
+            "term": term.copy(),
+        }
+        return fig, state
+
+    controls = {
+        "d": widgets.Dropdown(
+            options=list(dims), value=dims[min(2, len(dims) - 1)], description="d"
+        ),
+        "i": widgets.IntSlider(
+            value=0,
+            min=0,
+            max=max(dims) // 2 - 1,
+            description="frequency i",
+            continuous_update=True,
+        ),
+        "m": widgets.IntSlider(
+            value=num_positions // 2,
+            min=0,
+            max=num_positions - 1,
+            description="position m",
+            continuous_update=True,
+        ),
+    }
+    return build_explorer(controls, draw, title="Sinusoidal positions: waves and similarity")
+
+
+EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"encoding": encoding_explorer}
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-checks
+# ---------------------------------------------------------------------------------------------
+
+
+@self_check
+def check_slowest_wavelength(wavelength: Any) -> bool:
+    """Exercise 1 (predict first): the wavelength, in positions, of the slowest sinusoid, d = 64."""
+    d = 64
+    want = 2 * math.pi * 10000 ** ((d - 2) / d)
+    got = as_number(wavelength, "wavelength")
+    return check(
+        abs(got - want) <= 0.005 * want,
+        "the slowest pair is the last one, i = d/2 - 1; its angle at position t is t·ω_i, and a "
+        "wave repeats when its angle grows by 2π.",
+        "Correct! Far longer than any sequence here: on short inputs this pair barely moves.",
+    )
+
+
+@self_check
+def check_sinusoid_dot(dot: Any) -> bool:
+    """Exercise 2: P[5]·P[8] for the sinusoidal table with d = 4."""
+    P = sinusoid_table(9, 4).double()  # (9, 4)
+    want = float(P[5] @ P[8])
+    return check(
+        abs(as_number(dot, "your dot product") - want) <= 1e-3,
+        "with d = 4 there are two frequencies, ω_0 = 1 and ω_1 = 1/100; each sin/cos pair "
+        "contributes sin(aω)sin(bω) + cos(aω)cos(bω). Which identity simplifies that? Angles "
+        "are in radians.",
+        "Correct! Only the offset 8 - 5 = 3 mattered, not the positions themselves.",
+    )
+
+
+@self_check
+def check_rope_angle(angle: Any) -> bool:
+    """Exercise 3: the angle (radians) by which RoPE turns pair i = 1 at position m = 5, d = 8."""
+    x = torch.zeros(6, 8, dtype=torch.float64)
+    x[:, 2] = 1.0  # pair 1 = (x[2], x[3]) starts as (1, 0)
+    turned = apply_rotary(x)[5]  # position 5
+    want = math.atan2(float(turned[3]), float(turned[2]))
+    return check(
+        abs(as_number(angle, "angle") - want) <= 1e-3,
+        "pair i turns by position × base^(-2i/d), with base = 10000; give radians.",
+        "Correct! Pair 0 would turn by 5 rad at the same position: fast pairs spin, slow pairs "
+        "barely move.",
+    )
+
+
+@self_check
+def check_positions_and_shuffles(still_equivariant: Any) -> bool:
+    """Exercise 4 (predict first): with sinusoidal positions added to X before self-attention,
+    is shuffling the tokens still the same as shuffling the outputs? True or False."""
+    if not isinstance(still_equivariant, bool):
+        raise _ReaderError("answer True or False.")
+    add_positions = PositionalEncoding(16, 0.0, max_len=6)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    with torch.random.fork_rng(), torch.no_grad():  # leave the reader's random state alone
+        torch.manual_seed(0)
+        mha = MultiHeadAttention(16, 2).eval()
+        X = torch.randn(1, 6, 16)  # (1, 6, 16)
+        Z, Z_shuffled = add_positions(X), add_positions(X[:, perm])  # positions 0..5 both times
+        Y, Y_shuffled = mha(Z, Z, Z), mha(Z_shuffled, Z_shuffled, Z_shuffled)
+    want = bool(torch.allclose(Y_shuffled, Y[:, perm], atol=1e-5))
+    return check(
+        still_equivariant == want,
+        "after the shuffle, which position's vector does the token that was at position 0 get? "
+        "Is the input of each token still the same vector as before the shuffle?",
+        "Correct! Each token now carries the position it stands at, so a shuffle changes the "
+        "inputs themselves, not only their order: attention can tell the orders apart.",
+    )
