@@ -151,8 +151,8 @@ def attention_heads_explorer(
     prev = [diagonal_scores(w[None].float(), 1).tolist() for w in weights]
     induct = [diagonal_scores(w[None].float(), half_len - 1, half_len).tolist() for w in weights]
 
-    fig = Figure(figsize=(6.4, 5.2), dpi=80)
-    fig.subplots_adjust(left=0.12, right=0.92, bottom=0.1, top=0.86)
+    fig = Figure(figsize=(5.6, 4.6), dpi=80)
+    fig.subplots_adjust(left=0.12, right=0.9, bottom=0.11, top=0.9)
     ax = fig.subplots()
     im = ax.imshow(maps[0][0], cmap="Reds", vmin=0.0, vmax=1.0)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="weight")
@@ -163,7 +163,7 @@ def attention_heads_explorer(
     ax.plot(second - half_len + 1, second, "o", mfc="none", mec="tab:green", ms=5, mew=0.8,
             label=f"key t - {half_len - 1} (after the earlier copy)")
     ax.axhline(half_len - 0.5, color="gray", lw=0.6, ls="--")
-    ticks = list(range(0, T, 2))
+    ticks = list(range(0, T, 4))
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
     if tokens is not None:
@@ -206,7 +206,7 @@ def sampling_explorer(logits: torch.Tensor, labels: list[str] | None = None) -> 
     V = logits.numel()
     order = torch.argsort(logits, descending=True)
 
-    fig = Figure(figsize=(8, 3.2), dpi=80)
+    fig = Figure(figsize=(6.4, 2.8), dpi=80)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.17, top=0.86)
     ax = fig.subplots()
     x = np.arange(V)
@@ -294,7 +294,7 @@ def check_kv_cache_bytes(
 
 
 @self_check
-def check_induction_key(answer: Any, t: int = 20, half_len: int = 12) -> bool:
+def check_induction_key(answer: Any, t: int = 22, half_len: int = 15) -> bool:
     """Exercise 2: the key position an induction head reads for the query at position t in the
     second half of a sequence whose two halves of `half_len` tokens are equal."""
     got = as_number(answer)
