@@ -155,13 +155,13 @@ def attention_heads_explorer(
     fig.subplots_adjust(left=0.12, right=0.9, bottom=0.11, top=0.9)
     ax = fig.subplots()
     im = ax.imshow(maps[0][0], cmap="Reds", vmin=0.0, vmax=1.0)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="weight")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, ticks=[0, 0.5, 1], label="weight")
     t = np.arange(T)
     ax.plot(t[1:] - 1, t[1:], "s", mfc="none", mec="tab:blue", ms=5, mew=0.8,
-            label="key t - 1 (previous token)")
+            label="key t - 1")
     second = t[half_len:]
     ax.plot(second - half_len + 1, second, "o", mfc="none", mec="tab:green", ms=5, mew=0.8,
-            label=f"key t - {half_len - 1} (after the earlier copy)")
+            label=f"key t - {half_len - 1}")
     ax.axhline(half_len - 0.5, color="gray", lw=0.6, ls="--")
     ticks = list(range(0, T, 4))
     ax.set_xticks(ticks)
@@ -172,7 +172,6 @@ def attention_heads_explorer(
         ax.set_yticks(range(T), labels=labels, fontsize=6)
     ax.set(xlabel="key position" if tokens is None else "key (token id; positions from 0)",
            ylabel="query position" if tokens is None else "query (token id)")
-    ax.legend(loc="lower left", fontsize=7, framealpha=0.9)
     title = ax.set_title("")
 
     def draw(layer: int, head: int):
@@ -189,7 +188,8 @@ def attention_heads_explorer(
         "head": widgets.Dropdown(options=list(range(heads)), value=0, description="head"),
     }
     return build_explorer(controls, draw, title="Attention weights of one sequence, per layer "
-                          "and head (rows: queries, columns: keys)")
+                          "and head (rows: queries, columns: keys; squares: key t - 1; circles: "
+                          f"key t - {half_len - 1})")
 
 
 def sampling_explorer(logits: torch.Tensor, labels: list[str] | None = None) -> widgets.VBox:
