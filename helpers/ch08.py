@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from helpers.attention import MultiHeadAttention, masked_softmax
-from helpers.explorer import _ReaderError, as_number, build_explorer, check, self_check
+from helpers.explorer import ReaderError, as_number, build_explorer, check, self_check
 from helpers.transformer import LearnedPositionalEmbedding, PositionalEncoding, apply_rotary
 
 __all__ = [
@@ -356,7 +356,7 @@ def check_positions_and_shuffles(still_equivariant: Any) -> bool:
     """Exercise 4 (predict first): with sinusoidal positions added to X before self-attention,
     is shuffling the tokens still the same as shuffling the outputs? True or False."""
     if not isinstance(still_equivariant, bool):
-        raise _ReaderError("answer True or False.")
+        raise ReaderError("answer True or False.")
     add_positions = PositionalEncoding(16, 0.0, max_len=6)
     perm = torch.tensor([3, 0, 5, 1, 4, 2])
     with torch.random.fork_rng(), torch.no_grad():  # leave the reader's random state alone
