@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from helpers.explorer import as_number, build_explorer, check, self_check
+from helpers.explorer import EXPLORER_DPI, as_number, build_explorer, check, self_check
+from helpers.plotting import freeze_background
 from helpers.scale import online_softmax_steps
 
 __all__ = [
@@ -61,7 +62,7 @@ def online_softmax_explorer(scores: torch.Tensor, values: torch.Tensor, title_qu
     top = max(float(s["weights"].max()) for r in runs.values() for s in r)
     ax_w.set_ylim(0, 1.1 * top)
     ax_w.legend(loc="upper right", fontsize=8)
-    w_title = ax_w.set_title("")
+    w_title = ax_w.text(0.5, 1.03, "", transform=ax_w.transAxes, ha="center", fontsize=10)
     ax_o.axhline(exact_out, color="black", lw=1, label=f"exact output {exact_out:.3f}")
     (path,) = ax_o.plot([], [], "o-", color="tab:gray", ms=3, label="running output")
     (here,) = ax_o.plot([], [], "o", color="tab:red", ms=8)
@@ -70,7 +71,9 @@ def online_softmax_explorer(scores: torch.Tensor, values: torch.Tensor, title_qu
     pad = 0.1 * (max(all_outs) - min(all_outs) + 1e-3)
     ax_o.set_ylim(min(all_outs) - pad, max(all_outs) + pad)
     ax_o.legend(loc="lower right", fontsize=8)
-    o_title = ax_o.set_title("")
+    o_title = ax_o.text(0.5, 1.03, "", transform=ax_o.transAxes, ha="center", fontsize=10)
+    # Axes, ticks, legends and the exact curves are drawn once; redraws draw only what changes.
+    freeze_background(fig, [*bars, seen_line, w_title, path, here, o_title], dpi=EXPLORER_DPI)
 
     def draw(block_size: int, blocks: int):
         steps = runs[block_size]
@@ -82,7 +85,7 @@ def online_softmax_explorer(scores: torch.Tensor, values: torch.Tensor, title_qu
         seen_line.set_xdata([step["stop"] - 0.5, step["stop"] - 0.5])
         w_title.set_text(
             f"block {k - 1} of 0..{len(steps) - 1}: {step['stop']} of {n_k} keys merged; "
-            f"running max {step['max']:.2f}"
+            f"running max {round(step['max'], 2) + 0.0:.2f}"
         )
         xs = [s["stop"] for s in steps[:k]]
         ys = [float(s["output"][0]) for s in steps[:k]]
