@@ -12,13 +12,12 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 import torch
-from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from helpers.data import RegressionData, make_regression_data
 from helpers.explorer import EXPLORER_DPI, as_number, build_explorer, check, self_check
-from helpers.plotting import WEIGHT_CMAP, WEIGHT_NORM, freeze_background, to_numpy, weights_rgba
+from helpers.plotting import freeze_background, to_numpy, weight_image, weights_rgba
 from helpers.pooling import KERNELS, attention_weights, leave_one_out_mse, nadaraya_watson
 
 __all__ = [
@@ -73,16 +72,8 @@ class NWExplorerFigure:
         ax_w.set(xlim=(0, 5), ylim=(0, 1.02), xlabel="training input $x_i$ (key)")
         ax_w.set_ylabel("weight")
         self.w_title = _title(ax_w)
-        # RGBA pixels on the fixed 0-1 scale (weights_rgba), with the matching colour bar
-        self.image = ax_map.imshow(
-            weights_rgba(np.zeros((n_test, n_train))), aspect="auto", interpolation="nearest"
-        )
-        fig.colorbar(
-            ScalarMappable(norm=WEIGHT_NORM, cmap=WEIGHT_CMAP),
-            ax=ax_map,
-            shrink=0.85,
-            ticks=[0, 0.02, 0.1, 0.25, 0.5, 1],
-        )
+        # RGBA pixels on the fixed 0-1 scale, with the matching colour bar
+        self.image = weight_image(ax_map, n_test, n_train)
         self.row_line = ax_map.axhline(0, color="tab:blue", lw=0.8)
         ax_map.set(xlabel="training inputs (keys)", ylabel="test inputs (queries)")
         ticks = list(range(0, n_test, 10))

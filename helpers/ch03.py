@@ -11,7 +11,6 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 import torch
-from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from torch import nn
@@ -25,7 +24,7 @@ from helpers.explorer import (
     check,
     self_check,
 )
-from helpers.plotting import WEIGHT_CMAP, WEIGHT_NORM, freeze_background, to_numpy, weights_rgba
+from helpers.plotting import freeze_background, to_numpy, weight_image, weights_rgba
 from helpers.pooling import (
     NWKernelRegression,
     leave_one_out,
@@ -94,16 +93,8 @@ class LossExplorerFigure:
         ax_fit.set(xlim=(0, 5), ylim=(-1, 5), xlabel="x", ylabel="y")
         ax_fit.legend(fontsize=6.5, loc="lower right", ncol=2)
         self.fit_title = _title(ax_fit)
-        # RGBA pixels on the fixed 0-1 scale (weights_rgba), with the matching colour bar
-        self.image = ax_map.imshow(
-            weights_rgba(np.zeros((n_test, n_train))), aspect="auto", interpolation="nearest"
-        )
-        fig.colorbar(
-            ScalarMappable(norm=WEIGHT_NORM, cmap=WEIGHT_CMAP),
-            ax=ax_map,
-            shrink=0.85,
-            ticks=[0, 0.02, 0.1, 0.25, 0.5, 1],
-        )
+        # RGBA pixels on the fixed 0-1 scale, with the matching colour bar
+        self.image = weight_image(ax_map, n_test, n_train)
         ax_map.set(xlabel="training inputs (keys)", ylabel="test inputs (queries)")
         ticks = list(range(0, n_test, 10))
         ax_map.set_yticks(ticks, [f"{x_test[i]:.1f}" for i in ticks])

@@ -33,6 +33,7 @@ __all__ = [
     "show_figure",
     "show_heatmaps",
     "to_numpy",
+    "weight_image",
     "weights_rgba",
 ]
 
@@ -89,6 +90,20 @@ def weights_rgba(weights: np.ndarray) -> np.ndarray:
     figure a masked-array normalisation on every redraw.
     """
     return WEIGHT_CMAP(np.sqrt(np.clip(weights, 0.0, 1.0)), bytes=True)  # (n_q, n_k, 4) uint8
+
+
+def weight_image(ax, n_q: int, n_k: int, ticks=(0, 0.02, 0.1, 0.25, 0.5, 1)):
+    """An explorer's (n_q, n_k) weight heatmap on the fixed 0-1 scale, with its colour bar.
+
+    Returns the image; update it with `image.set_data(weights_rgba(weights))`.
+    """
+    from matplotlib.cm import ScalarMappable
+
+    image = ax.imshow(weights_rgba(np.zeros((n_q, n_k))), aspect="auto", interpolation="nearest")
+    ax.figure.colorbar(
+        ScalarMappable(norm=WEIGHT_NORM, cmap=WEIGHT_CMAP), ax=ax, shrink=0.85, ticks=list(ticks)
+    )
+    return image
 
 
 def freeze_background(fig: Figure, dynamic: Sequence[Artist], dpi: float) -> None:
