@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import random
 import sys
 import threading
@@ -106,14 +108,33 @@ def _rss_bytes() -> int:
         return 0
 
 
+def _release_free_heap() -> None:
+    """Hand memory that the C allocator holds free back to the system (glibc's malloc_trim).
+
+    Without this, a tensor can reuse heap pages that earlier, freed tensors left resident, and
+    its allocation would not raise the resident memory at all. Does nothing outside glibc.
+    """
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+
+
 def measure_peak_memory(fn, interval: float = 0.001) -> tuple[float, float]:
     """Run fn() once; return (seconds, peak rise of resident memory in MB while it ran).
 
-    On Linux the kernel's own high-water mark is reset first (/proc/self/clear_refs) and read
-    after the call, so no allocation is missed. Elsewhere a thread samples the resident memory
-    every `interval` seconds (it can miss short peaks; 0 without /proc). CPU tensors are allocated
-    and freed directly, so the rise is what the call allocates.
+    Free memory that the allocator still holds is returned to the system first, so what fn()
+    allocates shows as a rise even where it reuses freed memory. On Linux the kernel's own
+    high-water mark is then reset (/proc/self/clear_refs) and read after the call, so no peak is
+    missed. Elsewhere a thread samples the resident memory every `interval` seconds (it can miss
+    short peaks; 0 without /proc).
     """
+    _release_free_heap()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak resident set size (VmHWM) to the current one

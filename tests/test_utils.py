@@ -72,3 +72,19 @@ def test_measure_peak_memory_sees_a_large_temporary_allocation():
     seconds, mb = helpers.utils.measure_peak_memory(allocate)
     assert seconds > 0
     assert 32 <= mb < 1024
+
+
+def test_measure_peak_memory_counts_an_allocation_that_reuses_freed_heap():
+    # Many small tensors, freed: the C allocator keeps their pages resident for reuse. A large
+    # allocation served from them raises no resident memory unless they are handed back first.
+    small = [torch.ones(25_000) for _ in range(4000)]  # 100 KB each, 400 MB in all
+    keep = torch.ones(10)  # sits above them in the heap, so freeing them cannot shrink it
+    del small
+
+    def allocate():
+        x = torch.ones(64 * 2**20 // 4)
+        return float(x[0])
+
+    _, mb = helpers.utils.measure_peak_memory(allocate)
+    assert float(keep[0]) == 1.0
+    assert 32 <= mb < 1024
