@@ -6,11 +6,13 @@
 One batch, one head, d = 64, self-attention (n_q = n_k = L), forward pass only. Methods: naive
 softmax(Q Kᵀ/√d) V (materialises the L × L matrix), `helpers.scale.flash_attention` (block 512),
 PyTorch's `scaled_dot_product_attention` forced to its math backend and to its fused (flash) CPU
-kernel, `local_attention` (window 128) and `linear_attention` (elu + 1 features). Peak extra memory
-is the largest rise in the process's resident memory while the call runs, sampled by a thread
-every millisecond (CPU tensors do not go through a caching allocator, so this is what the call
-allocates, give or take the sampling). A method whose (L, L) matrix would pass --max-gb is
-skipped and the table says how much it would need.
+kernel, `local_attention` (window 128) and `linear_attention` (elu + 1 features).
+
+Peak extra memory is the rise in the process's resident memory while the call runs
+(`helpers.utils.measure_peak_memory`: the allocator's free memory is handed back first, then the
+kernel's high-water mark is read; CPU tensors do not go through a caching allocator, so this is
+what the call allocates). A method whose (L, L) matrix would pass --max-gb is skipped and the
+table says how much it would need.
 """
 
 from __future__ import annotations
