@@ -267,7 +267,7 @@ def self_attention_steps(
 def worked_example(
     dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Chapter 04's running case: x (3, 4) and w_query, w_key, w_value, each (4, 3)."""
+    """Chapter 4's running case: x (3, 4) and w_query, w_key, w_value, each (4, 3)."""
     x = [[1, 0, 1, 0], [0, 2, 0, 2], [1, 1, 1, 1]]
     w_query = [[1, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 1]]
     w_key = [[0, 0, 1], [1, 1, 0], [0, 1, 0], [1, 1, 0]]

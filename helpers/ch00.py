@@ -1,4 +1,4 @@
-"""Chapter 00, attention cues: the desk-scene explorer and the exercises' self-checks.
+"""Chapter 0, attention cues: the desk-scene explorer and the exercises' self-checks.
 
 The scores and weights it draws come from `helpers.cues`; this module only draws them and checks
 the reader's answers.

@@ -1,4 +1,4 @@
-"""Chapter 01, average pooling: the exercises' self-checks.
+"""Chapter 1, average pooling: the exercises' self-checks.
 
 The chapter has no explorer (`EXPLORER_DEMOS` is empty); its data come from `helpers.data`.
 """
@@ -90,6 +90,6 @@ def check_window_row(weights: Any, query: float = 2.5, radius: float = 0.5) -> b
     return check(
         True,
         "",
-        "Correct! Weights that depend on the query: this is the boxcar kernel, and chapter 02 "
+        "Correct! Weights that depend on the query: this is the boxcar kernel, and chapter 2 "
         "turns it into a family of kernels.",
     )

@@ -1,4 +1,4 @@
-"""Chapter 02 (Nadaraya-Watson kernel regression): its explorer and its self-checks.
+"""Chapter 2 (Nadaraya-Watson kernel regression): its explorer and its self-checks.
 
 The maths lives in `helpers.pooling`; this module only draws it and checks the reader's answers.
 """

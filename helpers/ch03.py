@@ -1,4 +1,4 @@
-"""Chapter 03 (learning the kernel width): its explorer and its self-checks.
+"""Chapter 3 (learning the kernel width): its explorer and its self-checks.
 
 The maths lives in `helpers.pooling`; this module only draws it and checks the reader's answers.
 """

@@ -1,4 +1,4 @@
-"""Chapter 04, self-attention step by step: the stepper explorer and the exercises' self-checks.
+"""Chapter 4, self-attention step by step: the stepper explorer and the exercises' self-checks.
 
 The numbers it draws come from `helpers.attention.self_attention_steps`; this module only draws
 them and checks the reader's answers. Inputs, queries and keys are counted from 0.

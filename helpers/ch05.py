@@ -1,4 +1,4 @@
-"""Chapter 05, attention scoring functions: the scoring explorer and the exercises' self-checks.
+"""Chapter 5, attention scoring functions: the scoring explorer and the exercises' self-checks.
 
 The scores and weights it draws come from `helpers.attention` (`scoring_weights`, the modules'
 `scores` methods); this module only draws them and checks the reader's answers.
@@ -15,7 +15,15 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers.attention import SCORING_FUNCTIONS, AdditiveAttention, masked_softmax, scoring_weights
-from helpers.explorer import ReaderError, as_number, build_explorer, check, matches, self_check
+from helpers.explorer import (
+    ReaderError,
+    as_choice,
+    as_number,
+    build_explorer,
+    check,
+    matches,
+    self_check,
+)
 
 __all__ = [
     "EXPLORER_DEMOS",
@@ -159,18 +167,20 @@ def unscaled_max_weight(d: int = 256, n_q: int = 1000, n_k: int = 10, seed: int 
 
 
 @self_check
-def check_unscaled_max_weight(prediction: Any) -> bool:
-    """Exercise 2 (predict first): the mean largest weight of an unscaled dot product, d = 256."""
-    got = as_number(prediction, "your prediction")
-    if not 0 <= got <= 1:
-        raise ReaderError("a weight lies between 0 and 1; so does the mean of the largest ones.")
+def check_unscaled_max_weight(prediction: Any, d: int = 64) -> bool:
+    """Exercise 2 (predict first): with 1000 keys instead of chapter 4's 10, does the mean largest
+    weight of the unscaled dot product go "up", "down" or stay the "same"?"""
+    got = as_choice(prediction, ("up", "down", "same"), "your prediction")
+    few, many = unscaled_max_weight(d, n_k=10), unscaled_max_weight(d, n_k=1000)
+    want = "same" if abs(many - few) < 0.05 else ("up" if many > few else "down")
     return check(
-        abs(got - unscaled_max_weight()) <= 0.1,
-        "how large is the standard deviation of qᵀk when d = 256? Then: how far apart are the "
-        "largest and the second-largest of 10 such scores, and what does a softmax do with "
-        "such a gap?",
-        "Correct! Without 1/√d the scores spread so widely that the softmax is nearly one-hot: "
-        "almost no gradient reaches the other keys.",
+        got == want,
+        "the largest of 1000 scores is larger than the largest of 10, but so is the second "
+        "largest. Does the softmax care how large the top score is, or how far it stands above "
+        "the others?",
+        f"Correct! With d = {d} the mean largest weight falls from {few:.3f} (10 keys) to "
+        f"{many:.3f} (1000 keys): with more keys the top scores crowd together, and the softmax "
+        "shares the weight among several near-winners.",
     )
 
 

@@ -1,4 +1,4 @@
-"""Chapter 06, multi-head attention: the head explorer and the exercises' self-checks.
+"""Chapter 6, multi-head attention: the head explorer and the exercises' self-checks.
 
 The weights the explorer draws come from `helpers.attention.MultiHeadAttention`; this module only
 draws them, builds the chapter's hand-made example, and checks the reader's answers.

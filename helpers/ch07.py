@@ -1,4 +1,4 @@
-"""Chapter 07, RNNs with attention: the alignment explorer and the exercises' self-checks.
+"""Chapter 7, RNNs with attention: the alignment explorer and the exercises' self-checks.
 
 The weights the explorer draws come from `helpers.seq2seq.predict_greedy`; this module only draws
 them and checks the reader's answers.
@@ -170,7 +170,7 @@ def check_score_count(fn: Any) -> bool:
         "each output step asks one query; it is scored against every valid source position. "
         "How many output steps does a reversal of n letters take, counting the one that "
         "writes EOS?",
-        "Correct! Quadratic in the length, like self-attention in chapter 06, but the decoder "
+        "Correct! Quadratic in the length, like self-attention in chapter 6, but the decoder "
         "computes its scores one step after another.",
     )
 

@@ -1,4 +1,4 @@
-"""Chapter 08, order and position: two tiny attention-only models, the encoding explorer and the
+"""Chapter 8, order and position: two tiny attention-only models, the encoding explorer and the
 exercises' self-checks.
 
 The encodings themselves live in `helpers.transformer` (`PositionalEncoding`,

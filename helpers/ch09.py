@@ -1,4 +1,4 @@
-"""Chapter 09, the Transformer block by block: the attention explorer, the planted-bug blocks and
+"""Chapter 9, the Transformer block by block: the attention explorer, the planted-bug blocks and
 the exercises' self-checks.
 
 The weights the explorer draws come from `helpers.transformer`'s encoder and decoder; this module

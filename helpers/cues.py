@@ -1,4 +1,4 @@
-"""Chapter 00's toy model of attention cues: a desk scene with one salient object.
+"""Chapter 0's toy model of attention cues: a desk scene with one salient object.
 
 Each object on the desk has a key: what it offers, in five features, the last of which says how
 much it stands out (only the red cup does). A query has the same five features: the first four

@@ -1,4 +1,4 @@
-"""The book's synthetic data: the 1-D regression task of chapters 01-03."""
+"""The book's synthetic data: the 1-D regression task of chapters 1–3."""
 
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ __all__ = [
     "CHECKS",
     "ReaderError",
     "REPLACE_NONE",
+    "as_choice",
     "as_number",
     "build_explorer",
     "check",
@@ -335,6 +336,14 @@ def as_number(answer: Any, name: str = "your answer") -> float:
     if not math.isfinite(value):
         raise ReaderError(f"{name} should be a finite number, got {value}.")
     return value
+
+
+def as_choice(answer: Any, options: tuple[str, ...], name: str = "your answer") -> str:
+    """One of `options` (lower case), from a string in any case with any surrounding spaces."""
+    if not isinstance(answer, str) or answer.strip().lower() not in options:
+        listed = ", ".join(repr(o) for o in options)
+        raise ReaderError(f"{name} should be one of the strings {listed}, got {answer!r}.")
+    return answer.strip().lower()
 
 
 def matches(answer: Any, want: Any, atol: float = 1e-4, name: str = "your answer") -> bool:

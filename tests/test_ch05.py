@@ -178,22 +178,29 @@ def test_masked_row(capsys):
     assert _out(ch05.check_masked_row, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
-def test_unscaled_max_weight(capsys):
+def _numpy_max_weight(d, n_k):
     # independent: the same experiment in NumPy from the same torch draws
     gen = torch.Generator().manual_seed(0)
-    q = torch.randn(1, 1000, 256, generator=gen, dtype=torch.float64).numpy()[0]
-    k = torch.randn(1, 10, 256, generator=gen, dtype=torch.float64).numpy()[0]
+    q = torch.randn(1, 1000, d, generator=gen, dtype=torch.float64).numpy()[0]
+    k = torch.randn(1, n_k, d, generator=gen, dtype=torch.float64).numpy()[0]
     s = q @ k.T
     w = np.exp(s - s.max(1, keepdims=True))
-    want = (w / w.sum(1, keepdims=True)).max(1).mean()
-    assert ch05.unscaled_max_weight() == pytest.approx(want)
-    assert _out(ch05.check_unscaled_max_weight, want, capsys)[0]
-    assert _out(ch05.check_unscaled_max_weight, round(want, 1), capsys)[0]
-    ok, out = _out(ch05.check_unscaled_max_weight, 0.1, capsys)
-    assert not ok and "Hint" in out and f"{want:.2f}" not in out
-    ok, out = _out(ch05.check_unscaled_max_weight, 3, capsys)
-    assert not ok and out.startswith("Not yet")
-    assert ch05.unscaled_max_weight(d=2) < 0.6 < want  # the scaling matters
+    return (w / w.sum(1, keepdims=True)).max(1).mean()
+
+
+def test_unscaled_max_weight(capsys):
+    few, many = _numpy_max_weight(64, 10), _numpy_max_weight(64, 1000)
+    assert ch05.unscaled_max_weight(64) == pytest.approx(few)
+    assert ch05.unscaled_max_weight(64, n_k=1000) == pytest.approx(many)
+    assert many < few - 0.1  # more keys crowd the top scores: "down", clearly
+    assert ch05.unscaled_max_weight(d=2) < 0.6 < ch05.unscaled_max_weight()  # scaling matters
+    ok, out = _out(ch05.check_unscaled_max_weight, " Down", capsys)
+    assert ok and f"{many:.3f}" in out
+    for wrong in ("up", "same"):
+        ok, out = _out(ch05.check_unscaled_max_weight, wrong, capsys)
+        assert not ok and "Hint" in out and f"{many:.3f}" not in out
+    ok, out = _out(ch05.check_unscaled_max_weight, 0.7, capsys)
+    assert not ok and out.startswith("Not yet:") and "'down'" in out
 
 
 def test_score_variance_passes_the_derived_and_simulated_answers(capsys):
