@@ -202,15 +202,26 @@ def fit(
 def encoding_explorer(
     num_positions: int = 64, dims: tuple[int, ...] = (8, 16, 32, 64, 128)
 ) -> widgets.VBox:
-    """Pick d, a frequency index i and a position m; see sin/cos of frequency i over positions and
-    the similarity P[m]·P[n] / (d/2) against n (it depends on n - m only).
+    """Pick the encoding, d, a frequency index i and a position m; see sin/cos of frequency i over
+    positions and a similarity against n that depends on n - m only.
 
-    State: `d`, `i`, `m`, `wavelength` (2π·10000^(2i/d), in positions), `similarity`
-    (num_positions,) and `term` (num_positions,), frequency i's share cos((n - m)·ω_i).
+    - "sinusoidal": P[m]·P[n] / (d/2); `term` is frequency i's share, cos((n - m)·ω_i).
+    - "rotary": the score of one fixed random query rotated to position m with one fixed random key
+      rotated to position n (`apply_rotary`), divided by |q||k|; `term` is pair i's score alone,
+      divided by the norms of the two pairs: cos((n - m)·ω_i + φ_i), φ_i set by the contents.
+
+    State: `encoding`, `d`, `i`, `m`, `wavelength` (2π·10000^(2i/d), in positions), `similarity`
+    (num_positions,) and `term` (num_positions,).
     """
     if num_positions < 2 or not dims or any(d < 2 or d % 2 for d in dims):
         raise ValueError(f"need num_positions >= 2 and even dims >= 2, got {num_positions}, {dims}")
     tables = {d: sinusoid_table(num_positions, d).double().numpy() for d in dims}  # (T, d) each
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, max(dims), generator=gen, dtype=torch.float64)  # one query, one key
+    rotated = {}  # d -> (q rotated to every position, k rotated to every position), (T, d) each
+    for d in dims:
+        qd, kd = q[:d].expand(num_positions, d), k[:d].expand(num_positions, d)
+        rotated[d] = (apply_rotary(qd).numpy(), apply_rotary(kd).numpy())
     n = np.arange(num_positions)
     fig = Figure(figsize=(6.4, 4.0))
     ax_wave = fig.add_axes((0.09, 0.58, 0.86, 0.33))
@@ -251,12 +262,27 @@ def encoding_explorer(
     ax_dot.legend(loc="lower center", fontsize=8, ncol=2)
     dot_title = ax_dot.set_title("")
 
-    def draw(d: int, i: int, m: int) -> tuple[Figure, dict[str, Any]]:
+    dot_legend = ax_dot.get_legend().get_texts()
+    labels = {
+        "sinusoidal": ("P[m]·P[n] / (d/2), all frequencies", "frequency i alone: cos((n - m) ω_i)"),
+        "rotary": ("q at m · k at n / (|q||k|), all pairs", "pair i alone, over its norms"),
+    }
+
+    def draw(encoding: str, d: int, i: int, m: int) -> tuple[Figure, dict[str, Any]]:
         i = min(i, d // 2 - 1)  # d/2 frequencies: i in 0 .. d/2 - 1
         P = tables[d]  # (T, d)
         omega = 10000.0 ** (-2 * i / d)
-        similarity = P @ P[m] / (d / 2)  # (T, d) @ (d,) -> (T,)
-        term = P[:, 2 * i] * P[m, 2 * i] + P[:, 2 * i + 1] * P[m, 2 * i + 1]  # (T,)
+        if encoding == "sinusoidal":
+            similarity = P @ P[m] / (d / 2)  # (T, d) @ (d,) -> (T,)
+            term = P[:, 2 * i] * P[m, 2 * i] + P[:, 2 * i + 1] * P[m, 2 * i + 1]  # (T,)
+        else:
+            Q, K = rotated[d]  # (T, d) each
+            similarity = K @ Q[m] / (np.linalg.norm(Q[m]) * np.linalg.norm(K[0]))  # (T,)
+            pair = slice(2 * i, 2 * i + 2)
+            term = K[:, pair] @ Q[m, pair]  # (T,): pair i's part of the score
+            term = term / (np.linalg.norm(Q[m, pair]) * np.linalg.norm(K[0, pair]))
+        for text, label in zip(dot_legend, labels[encoding], strict=True):
+            text.set_text(label)
         sin_line.set_ydata(P[:, 2 * i])
         cos_line.set_ydata(P[:, 2 * i + 1])
         term_line.set_ydata(term)
@@ -264,11 +290,12 @@ def encoding_explorer(
         wave_mark.set_xdata([m, m])
         dot_mark.set_xdata([m, m])
         wavelength = 2 * math.pi / omega
-        wave_title.set_text(
-            f"d = {d}, i = {i}: sin (blue), cos (orange); wavelength {wavelength:.1f} positions"
-        )
-        dot_title.set_text(f"similarity of position m = {m} with every position n")
+        wave = "sin, cos" if encoding == "sinusoidal" else "sin, cos of the angle n ω_i"
+        wave_title.set_text(f"d = {d}, i = {i}: {wave}; wavelength {wavelength:.1f} positions")
+        what = "similarity of position" if encoding == "sinusoidal" else "RoPE score of a query at"
+        dot_title.set_text(f"{what} m = {m} with every position n")
         state = {
+            "encoding": encoding,
             "d": d,
             "i": i,
             "m": m,
@@ -279,6 +306,9 @@ def encoding_explorer(
         return fig, state
 
     controls = {
+        "encoding": widgets.Dropdown(
+            options=["sinusoidal", "rotary"], value="sinusoidal", description="encoding"
+        ),
         "d": widgets.Dropdown(
             options=list(dims), value=dims[min(2, len(dims) - 1)], description="d"
         ),
@@ -297,7 +327,7 @@ def encoding_explorer(
             continuous_update=True,
         ),
     }
-    return build_explorer(controls, draw, title="Sinusoidal positions: waves and similarity")
+    return build_explorer(controls, draw, title="Positions: waves and similarity by offset")
 
 
 EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"encoding": encoding_explorer}

@@ -146,6 +146,46 @@ def test_encoding_explorer_draws_the_similarity_of_every_control():
         ch08.encoding_explorer(dims=(7,))
 
 
+def _rotate(x: np.ndarray, pos: int) -> np.ndarray:
+    """RoPE from its definition, in float64: pair (x[2j], x[2j+1]) turned by pos·10000^(-2j/d)."""
+    out = x.copy()
+    for j in range(len(x) // 2):
+        a = pos * 10000 ** (-2 * j / len(x))
+        out[2 * j] = x[2 * j] * math.cos(a) - x[2 * j + 1] * math.sin(a)
+        out[2 * j + 1] = x[2 * j] * math.sin(a) + x[2 * j + 1] * math.cos(a)
+    return out
+
+
+def test_encoding_explorer_rotary_scores_match_rotations_by_hand():
+    box = ch08.encoding_explorer(num_positions=30, dims=(8, 32))
+    box.controls["encoding"].value = "rotary"
+    ax_dot = box.figure.axes[1]
+    for d in (8, 32):
+        box.controls["d"].value = d
+        gen = torch.Generator().manual_seed(0)  # the explorer's fixed query and key
+        q, k = torch.randn(2, 32, generator=gen, dtype=torch.float64).numpy()[:, :d]
+        box.controls["i"].value = 2
+        for m in (0, 13, 29):
+            box.controls["m"].value = m
+            s = box.state
+            want = [_rotate(q, m) @ _rotate(k, n) for n in range(30)]
+            np.testing.assert_allclose(
+                s["similarity"], np.array(want) / (np.linalg.norm(q) * np.linalg.norm(k)), atol=1e-9
+            )
+            want_pair = [_rotate(q, m)[4:6] @ _rotate(k, n)[4:6] for n in range(30)]  # i = 2
+            norms = np.linalg.norm(q[4:6]) * np.linalg.norm(k[4:6])
+            np.testing.assert_allclose(s["term"], np.array(want_pair) / norms, atol=1e-9)
+            assert s["encoding"] == "rotary"
+            assert "RoPE" in ax_dot.get_title() and f"m = {m}" in ax_dot.get_title()
+        # relative: moving the query by 5 slides the curve by 5
+        box.controls["m"].value = 5
+        first = box.state["similarity"]
+        box.controls["m"].value = 10
+        np.testing.assert_allclose(box.state["similarity"][10:], first[5:25], atol=1e-12)
+    box.controls["encoding"].value = "sinusoidal"
+    assert "similarity of position" in ax_dot.get_title()
+
+
 def test_explorer_demos_build():
     for name, make in ch08.EXPLORER_DEMOS.items():
         box = make()
