@@ -19,7 +19,7 @@ __all__ = ["ClaimError", "claim", "claim_between"]
 
 # A claim must say how it could fail: a comparison or a tolerance in its own words.
 _TOLERANCE = re.compile(
-    r"[<>≤≥±≈]|<=|>=|\b(at least|at most|within|between|more than|less than|fewer than|"
+    r"[<>≤≥±≈]|<=|>=|\bin \[[^\]]+,[^\]]+\]|\b(at least|at most|within|between|more than|less than|fewer than|"
     r"below|above|under|over|faster|slower|higher|lower|smaller|larger|bigger|beats?|equals?|"
     r"same|flat|grows?|falls?|rises?|exceeds?)\b",
     re.IGNORECASE,
