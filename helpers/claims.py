@@ -19,7 +19,8 @@ __all__ = ["ClaimError", "claim", "claim_between"]
 
 # A claim must say how it could fail: a comparison or a tolerance in its own words.
 _TOLERANCE = re.compile(
-    r"[<>≤≥±≈]|<=|>=|\bin \[[^\]]+,[^\]]+\]|\b(at least|at most|within|between|more than|less than|fewer than|"
+    r"[<>≤≥±≈]|<=|>=|\bin \[[^\]]+,[^\]]+\]|"
+    r"\b(at least|at most|within|between|more than|less than|fewer than|"
     r"below|above|under|over|faster|slower|higher|lower|smaller|larger|bigger|beats?|equals?|"
     r"same|flat|grows?|falls?|rises?|exceeds?)\b",
     re.IGNORECASE,
@@ -44,7 +45,9 @@ def _as_bool(holds, name: str) -> bool:
     if hasattr(holds, "item") and not isinstance(holds, (bool, int, float)):
         holds = holds.item()  # NumPy scalars
     if not isinstance(holds, (bool, int)) or isinstance(holds, float):
-        raise TypeError(f"{name} must be a bool (the claim's condition), got {type(holds).__name__}")
+        raise TypeError(
+            f"{name} must be a bool (the claim's condition), got {type(holds).__name__}"
+        )
     return bool(holds)
 
 
@@ -64,7 +67,7 @@ def claim(statement: str, holds, measured=None) -> None:
 
 
 def claim_between(statement: str, value, low: float, high: float) -> None:
-    """Claim `low <= value <= high`; the statement should name the range, e.g. 'loss in [0.3, 0.5]'."""
+    """Claim `low <= value <= high`; the statement names the range, e.g. 'loss in [0.3, 0.5]'."""
     v = float(value)
     if math.isnan(v):
         raise ClaimError(f"claim does not hold on this run: {statement} (measured NaN)")
