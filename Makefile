@@ -1,9 +1,12 @@
 # `make lab` opens the book in JupyterLab; `make test` runs every test. Each sets up .venv first.
+# `make test-fast` skips the browser, static-site and output-rule suites (a few minutes less).
 # `make site` builds the static HTML book; `make test-colab` re-runs the tests and notebooks with
 # the ipywidgets/IPython/ipykernel versions Google Colab ships (in .venv-colab).
 # PyTorch: on Linux without an NVIDIA GPU the CPU build (tools/install_torch.py); choose with
 # `make lab TORCH=cpu` or `TORCH=cuda` (the default wheel). A torch already in the venv is kept.
 PYTHON ?= python3
+# Python versions the book supports: >= the first, < the second (pyproject's requires-python).
+PYTHON_RANGE := 3.10 3.14
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -18,11 +21,16 @@ TORCH ?= auto
 # by the book.
 D2L := d2l==1.0.3
 
-.PHONY: install lab test notebooks lint clean chromium site test-colab
+.PHONY: install lab test test-fast notebooks lint clean chromium site test-colab check-python
 
 install: $(STAMP)
 
-$(PY):
+# One clear line, before anything is installed, when the interpreter is outside the range.
+check-python:
+	@$(PYTHON) -c 'import sys; lo, hi = (tuple(map(int, v.split("."))) for v in "$(PYTHON_RANGE)".split()); v = sys.version_info[:2]; sys.exit(0 if lo <= v < hi else "This book needs Python 3.10 to 3.13; $(PYTHON) is Python %d.%d. Choose another with: make PYTHON=python3.12 ..." % v)' \
+		|| { command -v $(PYTHON) >/dev/null || echo "No $(PYTHON) found: install Python 3.10 to 3.13, or name one with make PYTHON=..."; exit 1; }
+
+$(PY): | check-python
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): requirements.txt pyproject.toml tools/install_torch.py | $(PY)
@@ -39,8 +47,13 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: install
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
+# BOOK_REQUIRE_D2L: here d2l's reference code is installed, so its tests must run, not skip.
 test: install chromium
-	E2E_CHROMIUM="$(CHROMIUM)" $(PY) -m pytest
+	BOOK_REQUIRE_D2L=1 E2E_CHROMIUM="$(CHROMIUM)" $(PY) -m pytest
+
+# Unit tests and every notebook (nbval), without the browser, static-site and output-rule suites.
+test-fast: install
+	BOOK_REQUIRE_D2L=1 $(PY) -m pytest -m "not browser and not site and not slow"
 
 # Debian's Chromium for the browser tests (tests/e2e), installed when missing and possible (root
 # or passwordless sudo with apt-get); otherwise those tests are skipped and say why.
@@ -60,7 +73,7 @@ chromium:
 site: install  ## the static HTML book (stored outputs; explorers recorded in a kernel) -> _build/book/_build/html/index.html
 	$(PY) book/build.py
 
-$(COLAB_PY):
+$(COLAB_PY): | check-python
 	$(PYTHON) -m venv $(COLAB_VENV)
 
 $(COLAB_STAMP): requirements.txt pyproject.toml tools/install_torch.py .ci/colab-constraints.txt | $(COLAB_PY)
@@ -79,7 +92,7 @@ test-colab: $(COLAB_STAMP)
 		[ -e "$$nb" ] || continue; \
 		mkdir "_build/colab/$$(basename "$$nb" .ipynb)" && cp "$$nb" "_build/colab/$$(basename "$$nb" .ipynb)/"; \
 	done
-	$(COLAB_PY) -m pytest -m "not browser and not site" tests _build/colab
+	BOOK_REQUIRE_D2L=1 $(COLAB_PY) -m pytest -m "not browser and not site and not slow" tests _build/colab
 
 notebooks: install  ## re-execute every notebook in a fresh kernel and store its outputs
 	$(PY) tools/run_notebooks.py

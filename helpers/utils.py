@@ -15,6 +15,7 @@ import torch
 __all__ = [
     "MIN_PYTHON",
     "MIN_TORCH",
+    "TORCH_BELOW",
     "book_setup",
     "cpu",
     "describe_device",
@@ -25,7 +26,9 @@ __all__ = [
 ]
 
 MIN_PYTHON = (3, 10)  # pyproject.toml's requires-python
-MIN_TORCH = (2, 2)  # requirements.txt's lower bound for torch
+# The supported range of PyTorch, >=2.5,<3 (pyproject.toml's [tool.attention-book] torch).
+MIN_TORCH = (2, 5)
+TORCH_BELOW = (3, 0)
 
 
 def set_seed(seed: int = 0) -> torch.Generator:
@@ -80,10 +83,10 @@ def book_setup(seed: int = 0) -> torch.device:
             f"this book needs Python {'.'.join(map(str, MIN_PYTHON))} or newer, "
             f"found {sys.version.split()[0]}"
         )
-    if _version_tuple(torch.__version__) < MIN_TORCH:
+    if not MIN_TORCH <= _version_tuple(torch.__version__) < TORCH_BELOW:
         raise RuntimeError(
-            f"this book needs PyTorch {'.'.join(map(str, MIN_TORCH))} or newer, "
-            f"found {torch.__version__}"
+            f"this book needs PyTorch {'.'.join(map(str, MIN_TORCH))} or newer, below "
+            f"{'.'.join(map(str, TORCH_BELOW))}; found {torch.__version__}"
         )
     set_seed(seed)
     device = try_gpu()
@@ -101,11 +104,13 @@ def _status_kb(field: str) -> int:
 
 
 def _rss_bytes() -> int:
-    """Resident memory of this process in bytes (Linux /proc; 0 where it is not available)."""
+    """Resident memory of this process in bytes (Linux /proc, else psutil: macOS, Windows)."""
     try:
         return _status_kb("VmRSS") * 1024
     except OSError:
-        return 0
+        import psutil  # in requirements.txt; imported only where /proc is missing
+
+        return psutil.Process().memory_info().rss
 
 
 def _release_free_heap() -> None:
@@ -131,8 +136,8 @@ def measure_peak_memory(fn, interval: float = 0.001) -> tuple[float, float]:
     Free memory that the allocator still holds is returned to the system first, so what fn()
     allocates shows as a rise even where it reuses freed memory. On Linux the kernel's own
     high-water mark is then reset (/proc/self/clear_refs) and read after the call, so no peak is
-    missed. Elsewhere a thread samples the resident memory every `interval` seconds (it can miss
-    short peaks; 0 without /proc).
+    missed. Elsewhere (macOS, Windows) a thread samples the resident memory through psutil every
+    `interval` seconds; it can miss a peak shorter than that.
     """
     _release_free_heap()
     try:

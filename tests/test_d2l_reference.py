@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from d2l_reference import load_d2l  # tests/ is on sys.path (rootdir-relative test folder)
+from d2l_reference import load_d2l_or_skip  # tests/ is on sys.path (rootdir-relative test folder)
 
 from helpers import attention, pooling
 
@@ -20,7 +20,7 @@ ATOL = 1e-6
 
 @pytest.fixture(scope="module")
 def d2l():
-    return load_d2l()
+    return load_d2l_or_skip()
 
 
 def _qkv(seed: int = 0, batch: int = 2, n_q: int = 3, n_k: int = 5, d: int = 8, d_v: int = 6):
@@ -165,3 +165,19 @@ def test_transformer_encoder_block_matches_d2l_with_copied_weights(d2l, valid_le
     ours.eval(), theirs.eval()
     _copy_weights(ours, theirs, X, valid_lens)  # also: the same sub-layer names as d2l
     torch.testing.assert_close(ours(X, valid_lens), theirs(X, valid_lens))
+
+
+def test_a_missing_d2l_skips_with_the_reason_unless_it_is_required(monkeypatch):
+    import d2l_reference
+
+    d2l_reference.load_d2l.cache_clear()
+    monkeypatch.setattr(d2l_reference.importlib.util, "find_spec", lambda name: None)
+    try:
+        monkeypatch.delenv("BOOK_REQUIRE_D2L", raising=False)
+        with pytest.raises(pytest.skip.Exception, match="pip install --no-deps"):
+            d2l_reference.load_d2l_or_skip()
+        monkeypatch.setenv("BOOK_REQUIRE_D2L", "1")
+        with pytest.raises(ModuleNotFoundError, match="d2l==1.0.3"):
+            d2l_reference.load_d2l_or_skip()
+    finally:
+        d2l_reference.load_d2l.cache_clear()

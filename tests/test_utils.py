@@ -1,6 +1,7 @@
 """Seeds and devices."""
 
 import random
+import time
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ def test_devices():
     assert "GPU" in helpers.describe_device(torch.device("cpu"))
 
 
-def test_minimum_versions_agree_with_the_project_files():
+def test_one_supported_range_of_torch_and_python_in_every_project_file():
     import re
     from pathlib import Path
 
@@ -41,12 +42,39 @@ def test_minimum_versions_agree_with_the_project_files():
         import tomli as tomllib
 
     root = Path(__file__).resolve().parent.parent
-    req = (root / "requirements.txt").read_text()
-    torch_floor = re.search(r"^torch>=([\d.]+)", req, re.M).group(1)
-    assert helpers.utils._version_tuple(torch_floor) == helpers.utils.MIN_TORCH
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
-    python_floor = pyproject["project"]["requires-python"].removeprefix(">=")
-    assert helpers.utils._version_tuple(python_floor) == helpers.utils.MIN_PYTHON
+    spec = pyproject["tool"]["attention-book"]["torch"]  # e.g. ">=2.5,<3"
+    low, below = re.fullmatch(r">=([\d.]+),<([\d.]+)", spec).groups()
+    req = (root / "requirements.txt").read_text()
+    assert re.search(r"^torch(\S*)", req, re.M).group(1) == spec, "requirements.txt"
+    env = (root / "environment.yml").read_text()
+    assert re.search(r"^\s*- pytorch(\S*)", env, re.M).group(1) == spec, "environment.yml"
+    assert f"torch{spec}" in pyproject["project"]["dependencies"], "pyproject [project]"
+    setup = (root / "tools" / "booksettings.py").read_text()
+    assert "torch_bounds()" in setup and "torch_range()" in setup, "set-up cell template"
+    assert helpers.utils._version_tuple(low) == helpers.utils.MIN_TORCH
+    assert helpers.utils._version_tuple(below + ".0") == helpers.utils.TORCH_BELOW
+    python = pyproject["project"]["requires-python"]  # ">=3.10,<3.14"
+    py_low, py_below = re.fullmatch(r">=([\d.]+),<([\d.]+)", python).groups()
+    assert helpers.utils._version_tuple(py_low) == helpers.utils.MIN_PYTHON
+    make = (root / "Makefile").read_text()
+    assert f"PYTHON_RANGE := {py_low} {py_below}" in make, "Makefile's Python check"
+    assert re.search(r"python>=" + re.escape(py_low) + ",<" + re.escape(py_below), env)
+
+
+def test_the_generated_set_up_cell_checks_the_torch_range(monkeypatch):
+    import booksettings  # tools/ is on pytest's pythonpath
+
+    assert booksettings.torch_bounds() == (helpers.utils.MIN_TORCH, helpers.utils.TORCH_BELOW)
+    source = booksettings.setup_cell_source()
+    cases = (("2.4.1", False), ("2.5.0", True), ("2.14.1+cu130", True), ("3.0.0", False))
+    for version, ok in cases:
+        monkeypatch.setattr(torch, "__version__", version)
+        if ok:
+            exec(source, {})
+        else:
+            with pytest.raises(RuntimeError, match=f"supports PyTorch >=2.5,<3, found {version}"):
+                exec(source, {})
 
 
 def test_book_setup_seeds_and_names_the_device(capsys):
@@ -59,8 +87,11 @@ def test_book_setup_seeds_and_names_the_device(capsys):
 
 
 def test_book_setup_refuses_an_old_torch(monkeypatch):
-    monkeypatch.setattr(torch, "__version__", "2.1.2+cpu")
-    with pytest.raises(RuntimeError, match="PyTorch 2.2 or newer, found 2.1.2"):
+    monkeypatch.setattr(torch, "__version__", "2.4.1+cpu")
+    with pytest.raises(RuntimeError, match=r"PyTorch 2.5 or newer, below 3.0; found 2.4.1"):
+        helpers.book_setup()
+    monkeypatch.setattr(torch, "__version__", "3.0.0")
+    with pytest.raises(RuntimeError, match=r"below 3.0; found 3.0.0"):
         helpers.book_setup()
 
 
@@ -87,4 +118,25 @@ def test_measure_peak_memory_counts_an_allocation_that_reuses_freed_heap():
 
     _, mb = helpers.utils.measure_peak_memory(allocate)
     assert float(keep[0]) == 1.0
+    assert 32 <= mb < 1024
+
+
+def test_memory_is_measured_through_psutil_where_proc_is_missing(monkeypatch):
+    import psutil
+
+    def no_proc(field):
+        raise OSError("no /proc here")  # as on macOS and Windows
+
+    monkeypatch.setattr(helpers.utils, "_status_kb", no_proc)
+    rss = helpers.utils._rss_bytes()
+    assert abs(rss - psutil.Process().memory_info().rss) < 64 * 2**20  # the same reading
+    assert rss > 10 * 2**20  # a Python process with torch is not 0 bytes
+
+    def allocate_and_hold():
+        x = torch.ones(64 * 2**20 // 4)  # 64 MB of float32
+        time.sleep(0.05)  # held long enough for a sampler reading every 1 ms
+        return float(x[0])
+
+    seconds, mb = helpers.utils.measure_peak_memory(allocate_and_hold)
+    assert seconds >= 0.05
     assert 32 <= mb < 1024

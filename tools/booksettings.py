@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -44,11 +45,27 @@ def install_target() -> str:
     return f"git+{s['repository']}@{s['branch']}"
 
 
+def torch_range() -> str:
+    """The supported PyTorch range, e.g. '>=2.5,<3' ([tool.attention-book] torch)."""
+    return settings()["torch"]
+
+
+def torch_bounds() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """'>=2.5,<3' -> ((2, 5), (3, 0)): the range as (lowest allowed, first refused) versions."""
+    spec = torch_range()
+    m = re.fullmatch(r">=(\d+)\.(\d+),<(\d+)(?:\.(\d+))?", spec)
+    if not m:
+        raise ValueError(f"[tool.attention-book] torch must look like '>=2.5,<3', got {spec!r}")
+    low = (int(m[1]), int(m[2]))
+    return low, (int(m[3]), int(m[4] or 0))
+
+
 def setup_cell_source() -> str:
     """The first code cell of every notebook."""
     return f'''{SETUP_MARKER}
 # On Colab it installs the book's `helpers` package and nothing else (--no-deps keeps Colab's own
-# torch, numpy, ipywidgets and IPython). Elsewhere it does nothing: follow the README's set-up.
+# torch, numpy, ipywidgets and IPython). Elsewhere it installs nothing: see the README's set-up.
+# Everywhere it checks that PyTorch is in the book's supported range, {torch_range()}.
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
@@ -58,4 +75,12 @@ if IN_COLAB:
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "{install_target()}"],
         check=True,
+    )
+
+import torch
+
+TORCH_RANGE = {torch_bounds()!r}  # >= the first, < the second
+if not TORCH_RANGE[0] <= tuple(int(p) for p in torch.__version__.split(".")[:2]) < TORCH_RANGE[1]:
+    raise RuntimeError(
+        f"this book supports PyTorch {torch_range()}, found {{torch.__version__}}"
     )'''
