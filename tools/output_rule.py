@@ -18,7 +18,9 @@ PyTorch version or another machine would perturb them:
 
 Then every cell that nbval compares (not marked `NBVAL_IGNORE_OUTPUT` or `NBVAL_SKIP`) must print
 what it stored, after the sanitizers of tests/nbval_sanitize.cfg. A cell whose output moves is a
-trained or timed number printed without a marker, or a claim that is too tight. Round-off printed at
+trained or timed number printed without a marker, or a claim that is too tight. Conversely a
+marked cell must earn its marker: it trains or times in its own source, shows a widget, or its
+output moved. Round-off printed at
 full precision is found statically (`roundoff_at_full_precision`): an exponent of -5 or below in a
 compared output must follow a `<` or `≤` (printed as a bound).
 """
@@ -152,8 +154,32 @@ def is_compared(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "code" and not any(m in cell.source for m in MARKERS)
 
 
+# A marked cell is volatile when it visibly trains or times (words, not parts of words: `x_train`
+# and `timeout` do not count), shows a widget, or its output moved in the perturbed run.
+VOLATILE_SOURCE = re.compile(
+    r"\b(perf_counter|perf_counter_ns|time\.time|timeit|measure_peak_memory|Animator)\b"
+    r"|\b(train|fit)\w*\(|\.step\(\)|\.backward\("
+)
+
+
+@dataclass
+class Report:
+    """What a perturbed run found in one notebook."""
+
+    moved: list[Moved]  # compared cells whose output moved
+    needless_markers: list[str]  # marked cells that neither train, time, show a widget nor moved
+
+    def problems(self) -> list[str]:
+        return [str(m) for m in self.moved] + self.needless_markers
+
+
 def perturbed_run(path: Path, timeout: int = 600) -> list[Moved]:
     """Run `path` with training and clocks perturbed; the compared cells whose output moved."""
+    return check(path, timeout).moved
+
+
+def check(path: Path, timeout: int = 600) -> Report:
+    """Run `path` with training and clocks perturbed; what moved and which markers are needless."""
     stored = nbformat.read(path, as_version=4)
     nb = copy.deepcopy(stored)
     nb.cells.insert(0, nbformat.v4.new_code_cell(PERTURB))
@@ -165,18 +191,28 @@ def perturbed_run(path: Path, timeout: int = 600) -> list[Moved]:
     if errors:
         raise RuntimeError(f"{path.name}: the perturbation itself failed: {errors[0]['evalue']}")
     subs = sanitizers()
-    moved = []
+    moved, needless = [], []
     code_index = 0
     for old, new in zip(stored.cells, nb.cells[1:]):
         if old.cell_type != "code":
             continue
         code_index += 1
-        if not is_compared(old):
-            continue
         a, b = compared_text(old, subs), compared_text(new, subs)
-        if a != b:
-            moved.append(Moved(path.name, code_index, old.source, a, b))
-    return moved
+        if is_compared(old):
+            if a != b:
+                moved.append(Moved(path.name, code_index, old.source, a, b))
+        elif "NBVAL_IGNORE_OUTPUT" in old.source and a == b:
+            widget = any(
+                "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                for o in old.get("outputs", [])
+            )
+            if not widget and not VOLATILE_SOURCE.search(old.source):
+                head = old.source.strip().splitlines()[-1][:60]
+                needless.append(
+                    f"{path.name} cell {code_index} (ends {head!r}): NBVAL_IGNORE_OUTPUT, but it "
+                    "neither trains, times nor shows a widget, and its output did not move"
+                )
+    return Report(moved, needless)
 
 
 # An exponent of -5 or below, not inside a word or a longer number.
@@ -214,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
     bad = 0
     for path in paths:
-        problems = [str(m) for m in perturbed_run(path)] + roundoff_at_full_precision(path)
+        problems = check(path).problems() + roundoff_at_full_precision(path)
         print(f"{path.name}: {'ok' if not problems else f'{len(problems)} problem(s)'}", flush=True)
         for p in problems:
             print("  " + p.replace("\n", "\n  "), flush=True)
