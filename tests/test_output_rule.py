@@ -56,6 +56,7 @@ CELLS = {
     "round-off at full precision": "print('max |diff|:', 3.5e-16)",
     "round-off as a bound": "print('max |diff| < 1e-12:', True)",
     "marked without reason": "# NBVAL_IGNORE_OUTPUT\nprint(x_train := 2, 'timeout')",
+    "marked, says why": "# NBVAL_IGNORE_OUTPUT\n# trained: uses w\nprint(w.sum().item() > -100)",
 }
 
 
@@ -89,7 +90,8 @@ def test_a_trained_or_timed_number_without_a_marker_fails_the_rule(small_report)
 
 def test_marked_numbers_claims_and_exact_output_pass_the_rule(small_report):
     moved = {m.cell for m in small_report.moved}
-    for name in ("setup", "trained, marked", "claim about it", "exact", "round-off as a bound"):
+    for name in ("setup", "trained, marked", "claim about it", "exact", "round-off as a bound",
+                 "marked, says why"):
         assert cell_number(name) not in moved, name
     assert len(moved) == 3
 
