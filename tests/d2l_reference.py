@@ -31,6 +31,8 @@ NAMES = (
     "AddNorm",
     "TransformerEncoderBlock",
     "TransformerDecoderBlock",
+    "BERTEncoder",
+    "MaskLM",
 )
 
 

@@ -1,0 +1,257 @@
+"""Chapter 12: the shipped checkpoints (load into the classes as built, small, reproducible from
+the training script's first steps), the evaluations against direct loops, the attention counts
+of the real-depth architectures, head scores, the explorer and the self-checks."""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import pytest
+import torch
+
+from helpers import ch12, text
+from helpers.bert import CharBERT
+from helpers.explorer import REPLACE_NONE
+from helpers.transformer import TinyGPT
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return text.load_corpus()
+
+
+@pytest.fixture
+def tiny_gpt():
+    torch.manual_seed(0)
+    return TinyGPT(20, num_hiddens=16, num_heads=2, num_layers=2, max_len=8).eval()
+
+
+@pytest.mark.parametrize("name", [ch12.GPT_ASSET, ch12.BERT_ASSET])
+def test_checkpoints_ship_small_with_their_config_and_vocab(name, corpus):
+    path = resources.files("helpers") / "assets" / name
+    assert path.is_file()
+    assert path.stat().st_size <= 2_000_000
+    ckpt = ch12.load_checkpoint(name)
+    assert ckpt["vocab"] == "".join(corpus.vocab.itos[3:])
+    assert ckpt["steps"] == len(ckpt["losses"]) == ch12.TRAIN["steps"]
+    want = ch12.GPT_CONFIG if ckpt["kind"] == "gpt" else ch12.BERT_CONFIG
+    assert ckpt["config"] == want
+
+
+def test_loaders_build_the_classes_and_load_strictly(corpus):
+    gpt, vocab = ch12.load_text_gpt()
+    assert isinstance(gpt, TinyGPT) and not gpt.training
+    assert gpt.max_len == ch12.GPT_CONFIG["max_len"] and vocab.itos == corpus.vocab.itos
+    fresh = ch12.build_gpt(len(vocab))
+    fresh.load_state_dict(gpt.state_dict())  # strict: the class as built takes every tensor
+    bert, vocab_b = ch12.load_text_bert()
+    assert isinstance(bert, CharBERT) and vocab_b.itos == vocab.itos
+    ch12.build_bert(len(vocab)).load_state_dict(bert.state_dict())
+    x = vocab.encode("The value of x.")[None]
+    assert gpt(x).shape == (1, 15, len(vocab))
+
+
+@pytest.mark.parametrize("kind", ["gpt", "bert"])
+def test_the_scripts_first_steps_reproduce_the_stored_loss_curve(kind, corpus):
+    torch.set_num_threads(1)
+    t = ch12.TRAIN
+    vocab = corpus.vocab
+    ids = vocab.encode(corpus.stream("train"))
+    n = 3
+    if kind == "gpt":
+        stored = ch12.load_checkpoint(ch12.GPT_ASSET)["losses"]
+        model = ch12.build_gpt(len(vocab), seed=t["seed"])
+        losses = ch12.train_gpt(model, ids, n, t["batch_size"], t["gpt_lr"], t["warmup"],
+                                t["seed"], total_steps=t["steps"])
+    else:
+        stored = ch12.load_checkpoint(ch12.BERT_ASSET)["losses"]
+        model = ch12.build_bert(len(vocab), seed=t["seed"])
+        losses = ch12.train_bert(model, ids, vocab, n, t["batch_size"], t["bert_lr"],
+                                 t["warmup"], t["seed"], total_steps=t["steps"])
+    assert losses == pytest.approx(stored[:n], rel=2e-3)
+    assert stored[-1] < stored[0] - 1.0  # and the stored curve fell
+
+
+def test_lr_schedule_warms_up_then_decays_to_a_tenth():
+    assert ch12.lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert ch12.lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
+    assert ch12.lr_at(10, 100, 1.0, 10) == pytest.approx(1.0)
+    assert ch12.lr_at(100, 100, 1.0, 10) == pytest.approx(0.1)
+
+
+def _direct_bits(model, ids, window):
+    """Each target t (1..n) predicted from ids[start..t-1], start = the window's first id."""
+    nll, hits = 0.0, 0
+    for t in range(1, ids.numel()):
+        start = ((t - 1) // window) * window
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids[start:t][None])[0, -1].double(), -1)
+        nll -= logp[ids[t]].item()
+        hits += int(logp.argmax() == ids[t])
+    n = ids.numel() - 1
+    return nll / n / math.log(2), hits / n
+
+
+def test_causal_eval_matches_a_direct_loop(tiny_gpt):
+    g = torch.Generator().manual_seed(0)
+    docs = [torch.randint(0, 20, (n,), generator=g) for n in (20, 9, 2)]
+    got = ch12.causal_eval(tiny_gpt, docs, window=8)
+    bits = [_direct_bits(tiny_gpt, d, 8) for d in docs]
+    n = [d.numel() - 1 for d in docs]
+    assert got["chars"] == sum(n)
+    assert got["bits"] == pytest.approx(sum(b * k for (b, _), k in zip(bits, n)) / sum(n),
+                                        rel=1e-5)
+    assert got["accuracy"] == pytest.approx(sum(a * k for (_, a), k in zip(bits, n)) / sum(n))
+    # a sliding window scores every target once, each with at least window - stride of context
+    slide = ch12.causal_eval(tiny_gpt, docs, window=8, stride=2)
+    assert slide["chars"] == sum(n)
+    nll = 0.0
+    for d in docs:
+        for t in range(1, d.numel()):
+            lo = 0 if t <= 8 else ((t - 8 - 1) // 2 + 1) * 2  # the window that scores t
+            with torch.no_grad():
+                logp = torch.log_softmax(tiny_gpt(d[lo:t][None])[0, -1].double(), -1)
+            nll -= logp[d[t]].item()
+    assert slide["bits"] == pytest.approx(nll / sum(n) / math.log(2), rel=1e-5)
+    with pytest.raises(ValueError, match="stride"):
+        ch12.causal_eval(tiny_gpt, docs, window=8, stride=9)
+
+
+def test_count_attention_in_the_real_depth_architectures():
+    counts = {k: ch12.count_attention(m) for k, m in ch12.real_depth_architectures().items()}
+    assert counts == {
+        "Transformer base (2017)": {"self": 6, "masked self": 6, "cross": 6},
+        "BERT-base": {"self": 12, "masked self": 0, "cross": 0},
+        "GPT-2 small": {"self": 0, "masked self": 12, "cross": 0},
+    }
+    from helpers.attention import MultiHeadAttention
+
+    with pytest.raises(ValueError, match="does not know"):
+        ch12.count_attention(torch.nn.Sequential(MultiHeadAttention(4, 2, 0.0)))
+
+
+def test_attention_masks():
+    m = ch12.attention_masks(4, 3, src_valid=3)
+    assert m["bidirectional self"].tolist() == [[1, 1, 1, 0]] * 4
+    assert m["causal self"].tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    assert m["encoder-to-decoder"].shape == (3, 4)
+    with pytest.raises(ValueError, match="src_valid"):
+        ch12.attention_masks(4, 3, src_valid=5)
+
+
+def test_patterns():
+    assert ch12.previous_char_pairs("abc") == [(1, 0), (2, 1)]
+    assert ch12.next_char_pairs("abc") == [(0, 1), (1, 2)]
+    # "ab cdef g_hij": cdef starts at 3, g_hij at 8; a cut-off word at the left edge is skipped
+    assert ch12.word_start_pairs("ab cdef g_hij") == [(5, 3), (6, 3), (10, 8), (11, 8), (12, 8)]
+    assert ch12.word_start_pairs("xyz ab") == [(2, 0)]
+
+
+def test_head_scores_match_a_loop(tiny_gpt):
+    vocab = text.CharVocab("abcdefgh ")
+    texts = ["ab cdef ", "gh abcd "]
+    tiny_gpt_v = TinyGPT(len(vocab), 16, 2, 2, max_len=8).eval()
+    got = ch12.head_scores(tiny_gpt_v, texts, vocab)
+    for name, fn in ch12.PATTERNS.items():
+        want = torch.zeros(2, 2, dtype=torch.float64)
+        pairs = 0
+        for t in texts:
+            with torch.no_grad():
+                tiny_gpt_v(vocab.encode(t)[None])
+            w = tiny_gpt_v.attention_weights
+            for q, k in fn(t):
+                pairs += 1
+                for layer in range(2):
+                    want[layer] += w[layer][0, :, q, k].double()
+        torch.testing.assert_close(got[name].double(), (want / pairs), atol=1e-6, rtol=1e-5)
+    assert float(got["next char"].abs().max()) < 1e-6  # causal: the future is never weighed
+    with pytest.raises(ValueError, match="one length"):
+        ch12.head_scores(tiny_gpt_v, ["ab", "abc"], vocab)
+
+
+def test_fill_in_and_last_position_evals_agree_with_direct_predictions(corpus):
+    torch.manual_seed(0)
+    vocab = corpus.vocab
+    gpt = TinyGPT(len(vocab), 16, 2, 1, max_len=16).eval()
+    bert = CharBERT(len(vocab), 16, 32, 2, 1, max_len=16).eval()
+    docs = ch12.document_ids(["The cat sat on the mat and ate a rat."], vocab)
+    out = ch12.fill_in_eval(gpt, bert, docs, vocab, every=4)
+    assert out["blanks"] == 2 * 4  # two full windows of 16, blanks at 3, 7, 11, 15
+    x = docs[0][:16]
+    with torch.no_grad():
+        logp = torch.log_softmax(gpt(x[None])[0].double(), -1)
+    pos = torch.tensor([3, 7, 11, 15])
+    first_window_nll = -logp[pos - 1, x[pos]].sum().item()
+    assert 0 < first_window_nll
+    last = ch12.last_position_eval(gpt, bert, docs, vocab)
+    assert last["predictions"] == 2
+    with torch.no_grad():
+        lp = torch.log_softmax(gpt(torch.stack([docs[0][:15], docs[0][16:31]]))[:, -1].double(),
+                               -1)
+    want = -lp[[0, 1], [docs[0][15], docs[0][31]]].mean().item() / math.log(2)
+    assert last["gpt"]["bits"] == pytest.approx(want, rel=1e-6)
+
+
+def test_heldout_sentences_and_windows(corpus):
+    s = ch12.heldout_sentences(corpus, 6)
+    assert len(s) == 6 and all(36 <= len(x) <= 52 and x.endswith(".") for x in s)
+    w = ch12.heldout_windows(corpus, 64, 10)
+    assert len(w) == 10 and {len(x) for x in w} == {64}
+
+
+def test_bert_generate_appends_ordinary_tokens(corpus):
+    torch.manual_seed(0)
+    vocab = corpus.vocab
+    bert = CharBERT(len(vocab), 16, 32, 2, 1, max_len=8).eval()
+    out = ch12.bert_generate(bert, vocab.encode("abcdefghij"), 5, vocab.mask_id,
+                             generator=torch.Generator().manual_seed(0))
+    assert out.shape == (15,) and int(out[10:].min()) >= 3
+
+
+def test_explorer_moves_with_its_controls():
+    box = ch12.EXPLORER_DEMOS["heads"]()
+    first = box.state["weights"].copy()
+    box.controls["head"].value = 1
+    assert not (box.state["weights"] == first).all()
+    box.controls["sentence"].value = 1
+    assert len(box.state["top"]) == len("Attention is kernel regression.")
+    box.controls["model"].value = "bidirectional"
+    assert box.state["title"].startswith("bidirectional, layer 0, head 1")
+    w = box.state["weights"]
+    assert ch12.top_keys(w, "Attention is kernel regression.")[0].startswith("A→")
+    with pytest.raises(ValueError, match="sentence"):
+        ch12.heads_explorer({"m": [("abc", [torch.rand(2, 4, 4).numpy()])]})
+
+
+CHECKS = [
+    (ch12.check_attention_total, 10, 7),
+    (ch12.check_unchanged_positions, 1.9, 12.8),
+    (ch12.check_uniform_bits, math.log2(99), math.log(99)),
+]
+
+
+@pytest.mark.parametrize("check,right,wrong", CHECKS)
+def test_checks_accept_right_hint_wrong_and_never_print_the_answer(check, right, wrong, capsys):
+    assert check(None) is False
+    assert capsys.readouterr().out.strip() == REPLACE_NONE
+    assert check(right) is True
+    assert "Correct" in capsys.readouterr().out
+    assert check(wrong) is False
+    out = capsys.readouterr().out
+    assert "Hint" in out and f"{right:.3g}" not in out and str(right) not in out
+
+
+def test_bracket_check():
+    def good(s):
+        stack, out = [], []
+        for i, c in enumerate(s):
+            if c == "(":
+                stack.append(i)
+            elif c == ")" and stack:
+                out.append((i, stack.pop()))
+        return out
+
+    assert ch12.check_bracket_pairs(good) is True
+    assert ch12.check_bracket_pairs(lambda s: [(k, q) for q, k in good(s)]) is False
+    assert ch12.check_bracket_pairs(42) is False
