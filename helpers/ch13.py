@@ -1,0 +1,235 @@
+"""Chapter 13, attention beyond text: the measurements the chapter makes on its trained models
+(importance maps of every test digit and their agreement with occlusion, retrieval precision), the
+explorer and the exercises' self-checks.
+
+The models, rollout and occlusion live in `helpers.vision`; this module only measures, draws and
+checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from helpers.explorer import as_number, build_explorer, check, matches, self_check
+from helpers.vision import (
+    ViT,
+    attention_rollout,
+    occlusion_importance,
+    patch_ink,
+    rank_correlation,
+)
+
+__all__ = [
+    "EXPLORER_DEMOS",
+    "ImportanceMaps",
+    "check_blank_patch",
+    "check_retrieval_weight",
+    "check_rollout",
+    "draw_maps",
+    "importance_explorer",
+    "importance_maps",
+    "precision_at_k",
+]
+
+
+class ImportanceMaps(dict):
+    """Per test image, what each method says about each patch (all (N, P) unless stated):
+    `cls` (last layer's [CLS] attention, mean of heads), `rollout` ([CLS] row of the rollout),
+    `occlusion`, `ink`, `heads` (N, layers, heads, P): every layer's and head's [CLS] attention."""
+
+
+@torch.no_grad()
+def importance_maps(model: ViT, images: torch.Tensor, labels: torch.Tensor,
+                    residual_weight: float = 0.5) -> ImportanceMaps:
+    """[CLS] attention, rollout, occlusion and ink of every patch of every image (see
+    `ImportanceMaps`); images (N, 1, H, W), labels (N,)."""
+    model.eval()
+    model(images)
+    maps = model.attention_maps  # per layer (N, h, 1 + P, 1 + P)
+    heads = torch.stack([m[:, :, 0, 1:] for m in maps], dim=1)  # (N, L, h, P)
+    rollout = attention_rollout(maps, residual_weight)[:, 0, 1:]  # (N, P)
+    patch = model.patch_embedding.patch_size[0]
+    return ImportanceMaps(
+        cls=heads[:, -1].mean(1),
+        rollout=rollout,
+        occlusion=occlusion_importance(model, images, labels, patch),
+        ink=patch_ink(images, patch),
+        heads=heads,
+    )
+
+
+def precision_at_k(weights: torch.Tensor, query_labels: torch.Tensor, key_labels: torch.Tensor,
+                   k: int, exclude_self: bool = False) -> float:
+    """Mean share of each query's k heaviest keys that have the query's label.
+    weights (n_q, n_k); with exclude_self, key i is never a match for query i (n_q = n_k)."""
+    if weights.dim() != 2 or weights.shape != (len(query_labels), len(key_labels)):
+        raise ValueError(f"weights must be (n_q, n_k) = ({len(query_labels)}, "
+                         f"{len(key_labels)}), got {tuple(weights.shape)}")
+    w = weights.double().clone()
+    if exclude_self:
+        w.fill_diagonal_(-math.inf)
+    top = w.topk(k, dim=-1).indices  # (n_q, k)
+    return (key_labels[top] == query_labels[:, None]).double().mean().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing
+# ---------------------------------------------------------------------------------------------
+
+SHARE_MAX = 0.4  # colour scale of the attention shares: uniform over 16 patches is 0.0625
+
+
+def _share(x: np.ndarray) -> np.ndarray:
+    """A non-negative map as shares of its total (a blank map stays zero)."""
+    total = x.sum()
+    return x / total if total > 0 else x
+
+
+def draw_maps(axes, image: np.ndarray, grid: tuple[int, int], attention: np.ndarray,
+              rollout: np.ndarray, occlusion: np.ndarray):
+    """Image, attention share, rollout share and occlusion on four axes; returns the images."""
+    gh, gw = grid
+    ims = [axes[0].imshow(image, cmap="gray_r", vmin=0, vmax=1)]
+    for ax, m, cmap, lo, hi in ((axes[1], _share(attention), "Reds", 0, SHARE_MAX),
+                                (axes[2], _share(rollout), "Reds", 0, SHARE_MAX),
+                                (axes[3], occlusion, "RdBu_r", -1, 1)):
+        ims.append(ax.imshow(m.reshape(gh, gw), cmap=cmap, vmin=lo, vmax=hi))
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return ims
+
+
+def importance_explorer(maps: ImportanceMaps, images: torch.Tensor, labels: torch.Tensor,
+                        predictions: torch.Tensor) -> widgets.VBox:
+    """Pick a test digit, a layer and a head: the image, that head's [CLS] attention, the
+    rollout and occlusion side by side (attention and rollout as shares of the patches, on one
+    scale; occlusion on its own signed scale).
+
+    State: `index`, `layer`, `head`, `attention`, `rollout`, `occlusion` (each (P,)),
+    `rho_attention`, `rho_rollout` (their rank correlation with occlusion for this digit).
+    """
+    heads = maps["heads"]
+    if heads.dim() != 4 or images.dim() != 4 or len(images) != len(heads):
+        raise ValueError(f"maps['heads'] must be (N, layers, heads, P) and images (N, 1, H, W), "
+                         f"got {tuple(heads.shape)} and {tuple(images.shape)}")
+    N, L, H, P = heads.shape
+    side = int(round(math.sqrt(P)))
+    grid = (side, P // side)
+    pics = images[:, 0].numpy()
+    heads_np, roll, occ = heads.numpy(), maps["rollout"].numpy(), maps["occlusion"].numpy()
+    head_options = [("mean", -1)] + [(str(h), h) for h in range(H)]
+
+    fig = Figure(figsize=(8.4, 2.6), dpi=80)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.8, wspace=0.08)
+    axes = fig.subplots(1, 4)
+    ims = draw_maps(axes, pics[0], grid, heads_np[0, -1].mean(0), roll[0], occ[0])
+    titles = [ax.set_title("", fontsize=9) for ax in axes]
+
+    def draw(index: int, layer: int, head: int):
+        att = heads_np[index, layer].mean(0) if head < 0 else heads_np[index, layer, head]
+        ims[0].set_data(pics[index])
+        ims[1].set_data(_share(att).reshape(grid))
+        ims[2].set_data(_share(roll[index]).reshape(grid))
+        ims[3].set_data(occ[index].reshape(grid))
+        rho_a = rank_correlation(torch.as_tensor(att), torch.as_tensor(occ[index])).item()
+        rho_r = rank_correlation(torch.as_tensor(roll[index]),
+                                 torch.as_tensor(occ[index])).item()
+        which = "mean of heads" if head < 0 else f"head {head}"
+        titles[0].set_text(f"test digit {index}: a {int(labels[index])}\n"
+                           f"predicted {int(predictions[index])}")
+        titles[1].set_text(f"[CLS] attention\nlayer {layer}, {which}; ρ = {rho_a:+.2f}")
+        titles[2].set_text(f"rollout (r = 0.5)\nρ = {rho_r:+.2f}")
+        titles[3].set_text("occlusion: drop in p(true)\n(blue: blanking helps)")
+        state = {"index": index, "layer": layer, "head": head, "attention": att,
+                 "rollout": roll[index], "occlusion": occ[index], "rho_attention": rho_a,
+                 "rho_rollout": rho_r}
+        return fig, state
+
+    controls = {
+        "index": widgets.IntSlider(value=0, min=0, max=N - 1, description="test digit"),
+        "layer": widgets.Dropdown(options=list(range(L)), value=L - 1, description="layer"),
+        "head": widgets.Dropdown(options=head_options, value=-1, description="head"),
+    }
+    return build_explorer(controls, draw, title="Which patches matter? [CLS] attention, rollout "
+                          "and occlusion (ρ: rank correlation with occlusion over the patches)")
+
+
+def _demo_importance() -> widgets.VBox:
+    gen = torch.Generator().manual_seed(0)
+    N, L, H, P = 6, 2, 2, 16
+    heads = torch.softmax(3 * torch.randn(N, L, H, P, generator=gen), -1)
+    maps = ImportanceMaps(heads=heads, rollout=torch.softmax(torch.randn(N, P, generator=gen), -1),
+                          occlusion=torch.rand(N, P, generator=gen) - 0.2)
+    images = torch.rand(N, 1, 8, 8, generator=gen)
+    labels = torch.arange(N)
+    return importance_explorer(maps, images, labels, labels)
+
+
+EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"importance": _demo_importance}
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-checks
+# ---------------------------------------------------------------------------------------------
+
+
+@self_check
+def check_blank_patch(answer: Any) -> bool:
+    """Exercise 1 (predict): the occlusion importance of a patch that holds no ink at all."""
+    got = as_number(answer)
+    return check(abs(got) <= 1e-6,
+                 "the patch is blanked by setting its pixels to 0. What do the pixels of a patch "
+                 "without ink already hold, and so which image does the model see?",
+                 "Correct: blanking changes nothing, so the model's output cannot change. "
+                 "Occlusion can only see what is there to remove.")
+
+
+ROLLOUT_A1 = ((0.9, 0.1), (0.5, 0.5))
+ROLLOUT_A2 = ((0.2, 0.8), (0.6, 0.4))
+
+
+@self_check
+def check_rollout(answer: Any, a1: tuple = ROLLOUT_A1, a2: tuple = ROLLOUT_A2,
+                  residual_weight: float = 0.5) -> bool:
+    """Exercise 2: the rollout of two one-head 2×2 layers a1 (first) and a2, as a 2×2 matrix."""
+    r = residual_weight
+    eye = np.eye(2)
+    h1, h2 = [(1 - r) * np.array(a) + r * eye for a in (a1, a2)]
+    h1, h2 = h1 / h1.sum(1, keepdims=True), h2 / h2.sum(1, keepdims=True)
+    want = h2 @ h1
+    if matches(answer, h1 @ h2, atol=1e-3) and not matches(answer, want, atol=1e-3):
+        return check(False, "the order: the first layer's map acts first, so it stands on the "
+                     "right of the product.")
+    if matches(answer, np.array(a2) @ np.array(a1), atol=1e-3):
+        return check(False, "mix each layer's map with the identity (the residual path) before "
+                     "multiplying.")
+    return check(matches(answer, want, atol=1e-3),
+                 "for each layer: (1 - r)·A + r·I, rows renormalised; then the later layer's "
+                 "matrix times the earlier one's.",
+                 "Correct: each row still sums to 1, a distribution over the input tokens.")
+
+
+RETRIEVAL_SIMILARITIES = (0.9, 0.8, 0.3, 0.1)
+
+
+@self_check
+def check_retrieval_weight(answer: Any, similarities: tuple = RETRIEVAL_SIMILARITIES,
+                           temperature: float = 0.05) -> bool:
+    """Exercise 3: the weight soft retrieval gives the best item, softmax(s / temperature)[0]."""
+    got = as_number(answer)
+    s = np.array(similarities) / temperature
+    want = float(np.exp(s[0] - s.max()) / np.exp(s - s.max()).sum())
+    naive = float(np.exp(similarities[0]) / np.exp(np.array(similarities)).sum())
+    hint = "divide every similarity by the temperature before the softmax."
+    if abs(got - naive) <= 2e-3:
+        hint = "that is the softmax at temperature 1; divide by the temperature first."
+    return check(abs(got - want) <= 2e-3, hint,
+                 "Correct: at this temperature the search is almost a ranking already.")
