@@ -35,6 +35,7 @@ __all__ = [
     "draw_maps",
     "importance_explorer",
     "importance_maps",
+    "letter_focus",
     "precision_at_k",
 ]
 
@@ -77,6 +78,24 @@ def precision_at_k(weights: torch.Tensor, query_labels: torch.Tensor, key_labels
         w.fill_diagonal_(-math.inf)
     top = w.topk(k, dim=-1).indices  # (n_q, k)
     return (key_labels[top] == query_labels[:, None]).double().mean().item()
+
+
+def letter_focus(letter_maps: torch.Tensor, ink: torch.Tensor) -> dict[str, list[float]]:
+    """Where each letter position looks, over N images: letter_maps (N, T, P) (each row a
+    distribution over the patches), ink (N, P). Per position t, lists of T numbers:
+    `max_weight` (mean largest weight), `same_patch` (share of images whose heaviest patch is the
+    patch most often heaviest at t), `ink_at_top` (mean ink of the heaviest patch)."""
+    if letter_maps.dim() != 3 or ink.shape != (letter_maps.shape[0], letter_maps.shape[2]):
+        raise ValueError(f"letter_maps must be (N, T, P) and ink (N, P), got "
+                         f"{tuple(letter_maps.shape)} and {tuple(ink.shape)}")
+    N, T, P = letter_maps.shape
+    top = letter_maps.argmax(-1)  # (N, T)
+    counts = torch.stack([torch.bincount(top[:, t], minlength=P) for t in range(T)])  # (T, P)
+    return {
+        "max_weight": letter_maps.max(-1).values.mean(0).tolist(),
+        "same_patch": (counts.max(-1).values / N).tolist(),
+        "ink_at_top": ink.gather(1, top).mean(0).tolist(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------

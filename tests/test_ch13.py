@@ -36,6 +36,19 @@ def test_importance_maps_follow_their_definitions(vit):
     assert torch.all(maps["ink"][:, 0] == 0) and torch.all(maps["occlusion"][:, 0].abs() < 1e-6)
 
 
+def test_letter_focus_counts_heaviest_patches():
+    maps = torch.tensor([[[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]],
+                         [[0.1, 0.6, 0.3], [0.2, 0.2, 0.6]],
+                         [[0.5, 0.25, 0.25], [0.5, 0.4, 0.1]]])  # (N=3, T=2, P=3)
+    ink = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    f = ch13.letter_focus(maps, ink)
+    np.testing.assert_allclose(f["max_weight"], [(0.7 + 0.6 + 0.5) / 3, (0.8 + 0.6 + 0.5) / 3])
+    np.testing.assert_allclose(f["same_patch"], [2 / 3, 2 / 3])  # patch 0, then patch 2
+    np.testing.assert_allclose(f["ink_at_top"], [(1 + 5 + 7) / 3, (3 + 6 + 7) / 3])
+    with pytest.raises(ValueError, match="letter_maps"):
+        ch13.letter_focus(maps, ink[:, :2])
+
+
 def test_precision_at_k_is_a_loop():
     gen = torch.Generator().manual_seed(0)
     w = torch.rand(6, 9, generator=gen)
