@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,8 +48,12 @@ def make_regression_data(
         raise TypeError(f"n_train must be an int, got {type(n_train).__name__}")
     if n_train < 1:
         raise ValueError(f"n_train must be at least 1, got {n_train}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be a non-negative standard deviation, got {noise}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)):
+        raise TypeError(f"noise must be a number (a standard deviation), got {noise!r}")
+    if not (noise >= 0 and math.isfinite(noise)):
+        raise ValueError(f"noise must be a finite, non-negative standard deviation, got {noise}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     gen = torch.Generator().manual_seed(seed)
     x_train, _ = torch.sort(torch.rand(n_train, generator=gen, dtype=torch.float64) * 5)
     y_train = target_function(x_train) + noise * torch.randn(

@@ -41,6 +41,13 @@ def _check_qkv4(queries, keys, values) -> None:
             f"queries and keys must have the same width, got {tuple(queries.shape)} and "
             f"{tuple(keys.shape)}"
         )
+    kinds = {(t.dtype, t.device) for t in (queries, keys, values)}
+    if len(kinds) > 1 or not queries.is_floating_point():
+        raise TypeError(
+            "queries, keys and values must be floating-point tensors of one dtype on one device, "
+            f"got {queries.dtype}/{queries.device}, {keys.dtype}/{keys.device}, "
+            f"{values.dtype}/{values.device}"
+        )
 
 
 def _check_block_size(block_size) -> None:
@@ -188,6 +195,10 @@ def flash_attention(
     _check_block_size(block_size)
     if scale is None:
         scale = 1.0 / math.sqrt(queries.shape[-1])
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a number or None, got {type(scale).__name__}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale}")
     return _FlashAttention.apply(queries, keys, values, block_size, bool(is_causal), float(scale))
 
 

@@ -104,6 +104,8 @@ class LearnedPositionalEmbedding(nn.Module):
     def forward(self, X: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """X (batch, T, num_hiddens) -> X + E[offset:offset+T] (dropout applied)."""
         _check_x(X, width=self.embedding.embedding_dim)
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int, got {type(offset).__name__}")
         if offset < 0 or offset + X.shape[1] > self.max_len:
             raise ValueError(
                 f"positions {offset}..{offset + X.shape[1] - 1} exceed max_len={self.max_len} "
@@ -518,9 +520,13 @@ def next_token_probs(
 ) -> torch.Tensor:
     """Sampling distribution from logits (..., vocab): softmax(logits / temperature) restricted to
     the top_k largest logits (renormalised). temperature 0 puts all mass on the argmax."""
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() < 1:
+        kind = f"{logits.dtype} tensor of shape {tuple(logits.shape)}" \
+            if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise TypeError(f"logits must be a floating-point tensor (..., vocab), got {kind}")
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) \
-            or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+            or not (temperature >= 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
     vocab = logits.shape[-1]
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool)
                               or not 1 <= top_k):
@@ -553,6 +559,14 @@ def generate(
     if not isinstance(prompt, torch.Tensor) or prompt.dim() not in (1, 2) or prompt.shape[-1] < 1:
         shape = tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt)
         raise ValueError(f"prompt must be a non-empty (T,) or (batch, T) tensor, got {shape}")
+    if prompt.is_floating_point() or prompt.is_complex() or prompt.dtype == torch.bool:
+        raise TypeError(f"prompt must hold integer token ids, got dtype {prompt.dtype}")
+    vocab_size = getattr(model, "vocab_size", None)
+    if prompt.min() < 0 or (vocab_size is not None and prompt.max() >= vocab_size):
+        raise ValueError(
+            f"prompt ids must lie in 0..{vocab_size - 1 if vocab_size else 'vocab - 1'} (the "
+            f"model's vocabulary), got ids from {prompt.min().item()} to {prompt.max().item()}"
+        )
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     if prompt.shape[-1] + max_new_tokens > model.max_len:

@@ -83,3 +83,14 @@ def test_dtype_option():
 def test_bad_arguments_name_the_argument(kwargs, error, name):
     with pytest.raises(error, match=name):
         make_regression_data(**kwargs)
+
+
+def test_make_regression_data_names_a_bad_noise_or_dtype():
+    for bad in (None, "0.5"):
+        with pytest.raises(TypeError, match="noise must be a number"):
+            make_regression_data(noise=bad)
+    for bad in (float("inf"), float("nan"), -0.1):
+        with pytest.raises(ValueError, match="noise must be a finite, non-negative"):
+            make_regression_data(noise=bad)
+    with pytest.raises(TypeError, match="dtype must be a floating-point torch.dtype"):
+        make_regression_data(dtype=torch.int64)

@@ -182,3 +182,17 @@ def test_online_softmax_steps_end_at_the_softmax_and_rescale_correctly():
         torch.testing.assert_close(s["weights"][: s["stop"]], torch.softmax(seen, 0))
     with pytest.raises(ValueError, match=r"\(10,\)"):
         online_softmax_steps(scores, values[:5], 4)
+
+
+def test_flash_attention_names_mismatched_dtypes_devices_and_a_bad_scale():
+    q = torch.randn(1, 1, 4, 8)
+    with pytest.raises(TypeError, match="one dtype on one device, got torch.float32/cpu, "
+                                        "torch.float64/cpu"):
+        flash_attention(q, q.double(), q)
+    with pytest.raises(TypeError, match="floating-point"):
+        flash_attention(q.long(), q.long(), q.long())
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+            flash_attention(q, q, q, scale=bad)
+    with pytest.raises(TypeError, match="scale must be a number or None"):
+        flash_attention(q, q, q, scale="0.5")

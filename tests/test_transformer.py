@@ -193,3 +193,24 @@ def test_rotary_preserves_norms_and_rotates_pairs():
         apply_rotary(torch.zeros(3, 5))
     with pytest.raises(ValueError, match="positions"):
         apply_rotary(torch.zeros(3, 4), positions=torch.arange(4))
+
+
+def test_sampling_and_generation_name_the_bad_argument():
+    from helpers.transformer import TinyGPT, generate, next_token_probs
+
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor"):
+        next_token_probs([1.0, 2.0])
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor"):
+        next_token_probs(torch.tensor([1, 2]))
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+            next_token_probs(torch.zeros(3), temperature=bad)
+    model = TinyGPT(5, num_hiddens=8, num_heads=2, num_layers=1, max_len=8)
+    with pytest.raises(TypeError, match="prompt must hold integer token ids, got dtype"):
+        generate(model, torch.tensor([0.0, 1.0]), 2)
+    with pytest.raises(ValueError, match=r"prompt ids must lie in 0..4 .* from 0 to 5"):
+        generate(model, torch.tensor([0, 5]), 2)
+    with pytest.raises(ValueError, match=r"prompt ids must lie in 0..4 .* from -1 to 1"):
+        generate(model, torch.tensor([-1, 1]), 2)
+    with pytest.raises(TypeError, match="offset must be an int"):
+        model.pos_embedding(torch.zeros(1, 2, 8), offset=1.0)
