@@ -1,0 +1,412 @@
+"""Chapter 14, attention in today's language models: the experiments on chapter 12's model (held-out
+sequences, window and sink losses, the grouped-query checkpoints, decode speed), the explorers
+(KV-cache memory of published configurations; a mask drawn with the keys one query sees) and the
+exercises' self-checks. The maths lives in `helpers.llm`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from helpers.explorer import ReaderError, as_number, build_explorer, check, self_check
+from helpers.llm import (
+    GQAGPT,
+    PUBLISHED_CONFIGS,
+    from_tinygpt,
+    mask_from_mod,
+    visible_keys,
+)
+from helpers.transformer import TinyGPT
+
+__all__ = [
+    "EXPLORER_DEMOS",
+    "GQA_ASSET",
+    "UPTRAIN",
+    "check_decode_tokens_per_second",
+    "check_kv_bytes_per_token",
+    "check_prefix_lm_mask_mod",
+    "check_visible_count",
+    "decode_tokens_per_second",
+    "heldout_sequences",
+    "kv_cache_explorer",
+    "load_gqa_models",
+    "mask_explorer",
+    "next_char_bits",
+    "recomputed_window_bits",
+    "uptrain",
+]
+
+GQA_ASSET = "ch14_gqa.pt"
+# The uptraining after mean-pooling: AdamW on chapter 12's training text, whole model.
+UPTRAIN = {"steps": 200, "batch_size": 16, "lr": 5e-4, "seed": 0}  # ~5 % of ch12's budget
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out text and losses
+# ---------------------------------------------------------------------------------------------
+
+
+def heldout_sequences(ids: torch.Tensor, length: int, num: int | None = None) -> torch.Tensor:
+    """Disjoint windows of `length` ids from a 1-D id stream, in order: (num, length)."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.numel() < length:
+        raise ValueError(f"ids must be a 1-D tensor of at least length={length} ids, got "
+                         f"{getattr(ids, 'shape', type(ids).__name__)}")
+    n = ids.numel() // length
+    seqs = ids[: n * length].reshape(n, length)  # (n, length)
+    return seqs if num is None else seqs[:num]
+
+
+@torch.no_grad()
+def next_char_bits(model: torch.nn.Module, seqs: torch.Tensor, first: int = 0) -> float:
+    """Mean bits per character of predicting seqs[:, t + 1] from seqs[:, :t + 1], over the
+    predictions t >= first. seqs: (B, T + 1)."""
+    was_training = model.training
+    model.eval()
+    logits = model(seqs[:, :-1])  # (B, T, V)
+    model.train(was_training)
+    nats = F.cross_entropy(logits.transpose(1, 2).double(), seqs[:, 1:], reduction="none")
+    return nats[:, first:].mean().item() / math.log(2)  # (B, T) -> scalar
+
+
+@torch.no_grad()
+def recomputed_window_bits(model: torch.nn.Module, seqs: torch.Tensor, window: int,
+                           stride: int = 1) -> float:
+    """Bits per character when each prediction t >= window recomputes the model on the last
+    `window` characters alone (positions 0..window-1 again), every `stride`-th t."""
+    x, y = seqs[:, :-1], seqs[:, 1:]  # (B, T)
+    wins = x.unfold(1, window, 1)[:, 1::stride]  # (B, nw, window): ends at t = window, ...
+    targets = y[:, window::stride]  # (B, nw)
+    B, nw, _ = wins.shape
+    logits = model(wins.reshape(B * nw, window))[:, -1].reshape(B, nw, -1)  # (B, nw, V)
+    nats = F.cross_entropy(logits.transpose(1, 2).double(), targets, reduction="none")
+    return nats.mean().item() / math.log(2)
+
+
+def uptrain(model: GQAGPT, train_ids: torch.Tensor, steps: int, batch_size: int = 32,
+            lr: float = 5e-4, seed: int = 0,
+            log: Callable[[int, float], None] | None = None) -> list[float]:
+    """AdamW on the next-character loss of random windows of `train_ids` (constant rate,
+    gradients clipped at 1); the loss per step."""
+    from helpers.text import random_windows
+
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    losses = []
+    model.train()
+    for step in range(steps):
+        batch = random_windows(train_ids, batch_size, model.max_len + 1, gen)  # (B, T + 1)
+        logits = model(batch[:, :-1])  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if log is not None:
+            log(step, losses[-1])
+    model.eval()
+    return losses
+
+
+def load_gqa_models(base: TinyGPT) -> tuple[dict[int, GQAGPT], dict]:
+    """The shipped uptrained models (tools/train_ch14.py): {num_kv_heads: GQAGPT} built from
+    `base` (chapter 12's model) and loaded with the stored weights, and the stored metadata."""
+    path = resources.files("helpers") / "assets" / GQA_ASSET
+    with path.open("rb") as f:
+        ckpt = torch.load(f, map_location="cpu", weights_only=True)
+    models = {}
+    for kv, state in ckpt["states"].items():
+        model = from_tinygpt(base, int(kv))
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+        models[int(kv)] = model.eval()
+    meta = {k: v for k, v in ckpt.items() if k != "states"}
+    return models, meta
+
+
+@torch.no_grad()
+def decode_tokens_per_second(model: torch.nn.Module, batch: int, prompt_len: int = 32,
+                             new_tokens: int = 32, repeats: int = 3) -> float:
+    """Generated tokens per second (all sequences together) of greedy decoding with the KV
+    cache, after a prompt of `prompt_len` tokens; the best of `repeats` runs."""
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, model.vocab_size, (batch, prompt_len), generator=gen)
+    best = math.inf
+    for _ in range(repeats):
+        cache = model.new_cache()
+        logits = model(prompt, cache)[:, -1]  # (B, V)
+        start = time.perf_counter()
+        for _ in range(new_tokens):
+            nxt = logits.argmax(-1, keepdim=True)  # (B, 1)
+            logits = model(nxt, cache)[:, -1]
+        best = min(best, time.perf_counter() - start)
+    return batch * new_tokens / best
+
+
+# ---------------------------------------------------------------------------------------------
+# Explorers
+# ---------------------------------------------------------------------------------------------
+
+CONTEXTS = [2**k for k in range(10, 18)]  # 1k .. 128k tokens
+KV_CHOICES = ("as published", "MHA: every head", "GQA: 8", "GQA: 4", "MQA: 1")
+WINDOW_CHOICES = ("as published", "none", "4096", "1024")
+GIB = 2**30
+
+
+def _kv_heads(config, choice: str) -> int:
+    if choice == "as published":
+        return config.num_kv_heads
+    if choice.startswith("MHA"):
+        return config.num_heads
+    return int(choice.split(":")[1])
+
+
+def _window(config, choice: str) -> int | None:
+    if choice == "as published":
+        return config.window
+    return None if choice == "none" else int(choice)
+
+
+def kv_cache_explorer(batch: int = 1) -> widgets.VBox:
+    """KV-cache memory (fp16) of a published configuration against the context length, with
+    another number of key/value heads or a window; its weights' memory as a line for scale.
+
+    State: `bytes_per_token`, `cache_bytes` (at the chosen context), `weights_bytes`,
+    `num_kv_heads`, `window`.
+    """
+    fig = Figure(figsize=(7.2, 3.4), dpi=80)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.15, top=0.86)
+    ax = fig.subplots()
+    x = np.array(CONTEXTS, dtype=float)
+    (mha_line,) = ax.plot(x, x, "--", color="gray", lw=1, label="every head (MHA), no window")
+    (line,) = ax.plot(x, x, "o-", color="tab:red", ms=4, label="your choice")
+    (weights_line,) = ax.plot(x, x, ":", color="tab:blue", lw=1.5, label="the weights (fp16)")
+    (marker,) = ax.plot([x[0]], [1.0], "s", color="black", ms=8, mfc="none")
+    ax.set(xscale="log", yscale="log", xlabel="context length (tokens)",
+           ylabel=f"GiB (batch {batch}, fp16)")
+    ax.set_xticks(x, labels=[f"{c // 1024}k" for c in CONTEXTS])
+    ax.set_ylim(2e-3, 2e3)
+    ax.legend(fontsize=8, loc="upper left")
+    title = ax.set_title("", fontsize=10)
+
+    def draw(model: str, context: int, kv_heads: str, window: str):
+        cfg = PUBLISHED_CONFIGS[model]
+        kv, win = _kv_heads(cfg, kv_heads), _window(cfg, window)
+        def cache_bytes(c: int) -> int:  # win None here means no window at all
+            return batch * (c if win is None else min(c, win)) * cfg.bytes_per_token(kv)
+
+        ys = np.array([cache_bytes(c) for c in CONTEXTS]) / GIB
+        mha = np.array([batch * c * cfg.bytes_per_token(cfg.num_heads) for c in CONTEXTS]) / GIB
+        line.set_ydata(ys)
+        mha_line.set_ydata(mha)
+        weights = cfg.num_params * 2
+        weights_line.set_ydata(np.full(len(CONTEXTS), weights / GIB))
+        cache = cache_bytes(context)
+        marker.set_data([context], [cache / GIB])
+        per_token = cfg.bytes_per_token(kv)
+        title.set_text(f"{model}: {kv} key/value heads of {cfg.num_heads}, window "
+                       f"{'none' if win is None else win}: {per_token / 1024:.0f} KiB per token, "
+                       f"{cache / GIB:.2f} GiB at {context // 1024}k")
+        state = {"bytes_per_token": per_token, "cache_bytes": cache, "weights_bytes": weights,
+                 "num_kv_heads": kv, "window": win}
+        return fig, state
+
+    controls = {
+        "model": widgets.Dropdown(options=list(PUBLISHED_CONFIGS), value="Llama-2-7B",
+                                  description="model"),
+        "context": widgets.SelectionSlider(options=[(f"{c // 1024}k", c) for c in CONTEXTS],
+                                           value=8192, description="context"),
+        "kv_heads": widgets.Dropdown(options=list(KV_CHOICES), value="as published",
+                                     description="K/V heads"),
+        "window": widgets.Dropdown(options=list(WINDOW_CHOICES), value="as published",
+                                   description="window"),
+    }
+    return build_explorer(controls, draw, title="KV-cache memory of a published configuration "
+                          "(one sequence, 2 bytes per number)")
+
+
+def _doc_ids(n: int, layout: str) -> torch.Tensor:
+    """Document id per position: one document, or three packed ones."""
+    if layout == "one document":
+        return torch.zeros(n, dtype=torch.long)
+    cuts = [0, n // 3, n // 3 + n // 4, n]
+    ids = torch.zeros(n, dtype=torch.long)
+    for d in range(3):
+        ids[cuts[d] : cuts[d + 1]] = d
+    return ids
+
+
+def explorer_mask(n: int, window: int, num_sinks: int, layout: str) -> torch.Tensor:
+    """The explorer's mask (n, n): causal, a window (window >= n: none) with sinks, and for packed
+    documents only keys of the query's own document (sinks are then each document's first)."""
+    pos = torch.arange(n)
+    doc = _doc_ids(n, layout)
+    starts = torch.zeros(n, dtype=torch.long)
+    for d in doc.unique():
+        starts[doc == d] = int((doc == d).nonzero()[0])
+    local = pos - starts  # position inside its document
+    win = None if window >= n else window
+    same_doc = doc[:, None] == doc[None, :]  # (n, n)
+    # within a document: the window and sinks count from the document's own start
+    vis = torch.stack([visible_keys(local[i : i + 1], local, win, num_sinks)[0] for i in range(n)])
+    return vis & same_doc & (pos[None, :] <= pos[:, None])
+
+
+def mask_explorer(n: int = 24) -> widgets.VBox:
+    """Which keys each query may see: window, sinks and packed documents; one query's row marked.
+
+    State: `mask` (n, n) bool, `visible` (the chosen query's keys), `count`.
+    """
+    fig = Figure(figsize=(5.4, 5.0), dpi=80)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.1, top=0.9)
+    ax = fig.subplots()
+    im = ax.imshow(np.zeros((n, n)), cmap="Reds", vmin=0, vmax=1.25)
+    row = Rectangle((-0.5, -0.5), n, 1, fill=False, ec="tab:blue", lw=2)
+    ax.add_patch(row)
+    ticks = list(range(0, n, 4))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set(xlabel="key position", ylabel="query position")
+    title = ax.set_title("", fontsize=10)
+
+    def draw(window: int, sinks: int, documents: str, query: int):
+        mask = explorer_mask(n, window, sinks, documents)
+        im.set_data(mask.numpy().astype(float))
+        row.set_y(query - 0.5)
+        keys = mask[query].nonzero().flatten().tolist()
+        title.set_text(f"query {query} sees {len(keys)} key{'s' if len(keys) != 1 else ''}: "
+                       f"{_ranges(keys)}")
+        return fig, {"mask": mask.numpy(), "visible": keys, "count": len(keys)}
+
+    controls = {
+        "window": widgets.IntSlider(value=6, min=1, max=n, description="window"),
+        "sinks": widgets.IntSlider(value=2, min=0, max=4, description="sinks"),
+        "documents": widgets.Dropdown(options=["one document", "three packed documents"],
+                                      value="one document", description="layout"),
+        "query": widgets.IntSlider(value=n - 1, min=0, max=n - 1, description="query"),
+    }
+    return build_explorer(controls, draw, title=f"Who sees whom: a mask of {n} positions (rows: "
+                          "queries, columns: keys; window = "
+                          f"{n} means no window; the blue box is the chosen query)")
+
+
+def _ranges(keys: list[int]) -> str:
+    """[0, 1, 5, 6, 7] -> '0-1, 5-7'."""
+    out, i = [], 0
+    while i < len(keys):
+        j = i
+        while j + 1 < len(keys) and keys[j + 1] == keys[j] + 1:
+            j += 1
+        out.append(str(keys[i]) if i == j else f"{keys[i]}-{keys[j]}")
+        i = j + 1
+    return ", ".join(out) if out else "none"
+
+
+def _demo_kv() -> widgets.VBox:
+    return kv_cache_explorer()
+
+
+def _demo_mask() -> widgets.VBox:
+    return mask_explorer()
+
+
+EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {
+    "kv_cache": _demo_kv,
+    "mask": _demo_mask,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-checks
+# ---------------------------------------------------------------------------------------------
+
+
+@self_check
+def check_visible_count(answer: Any, query: int = 9, window: int = 4, num_sinks: int = 2) -> bool:
+    """Exercise 1 (predict): how many keys the query at position `query` sees with this window
+    and these sinks (prefill, causal)."""
+    got = as_number(answer)
+    want = min(query + 1, window + min(num_sinks, max(0, query + 1 - window)))
+    hint = (f"list them: the last {window} positions up to and including the query itself, "
+            f"then the first {num_sinks} positions if they are not already among them.")
+    if got == window:
+        hint = "the window is only part of it: the sink positions stay visible too."
+    elif got == window + num_sinks - 1 or got == window - 1:
+        hint = "does the window count the query's own position? (p - j < window, with j = p)"
+    return check(got == want, hint, "Correct: a constant number, however long the text grows.")
+
+
+@self_check
+def check_kv_bytes_per_token(answer: Any, num_layers: int = 40, num_kv_heads: int = 8,
+                             head_dim: int = 128, bytes_per_element: int = 2) -> bool:
+    """Exercise 2: fp16 KV-cache bytes per token of a model with 40 layers, 40 query heads and
+    8 key/value heads of width 128."""
+    got = as_number(answer)
+    want = 2 * num_layers * num_kv_heads * head_dim * bytes_per_element
+    hint = ("a key AND a value per key/value head and layer, head_dim numbers each, 2 bytes per "
+            "number; the query heads do not enter.")
+    if abs(got - want * 40 / num_kv_heads) < 1:
+        hint = "that counts every query head; only the key/value heads are cached."
+    elif abs(got - want / 2) < 1:
+        hint = "close: keys and values are both cached."
+    return check(abs(got - want) < 1, hint,
+                 "Correct: five times less than with a key/value head per query head.")
+
+
+PREFIX_CASES = ((8, 8, 3), (12, 12, 5), (6, 6, 0), (10, 10, 10))
+
+
+@self_check
+def check_prefix_lm_mask_mod(answer: Any, prefix: int = 4) -> bool:
+    """Exercise 3: `answer` builds a prefix-LM mask_mod: answer(prefix) -> mask_mod where every
+    query sees the whole prefix (positions < prefix) and, after it, causal attention."""
+    if not callable(answer):
+        raise ReaderError("pass your function make_prefix_lm (not its result).")
+    for n_q, n_k, pre in PREFIX_CASES + ((16, 16, prefix),):
+        mod = answer(pre)
+        if not callable(mod):
+            raise ReaderError("make_prefix_lm(prefix) should return a function "
+                              "mask_mod(b, h, q_idx, kv_idx).")
+        try:
+            got = mask_from_mod(mod, n_q, n_k)
+        except TypeError:
+            raise ReaderError("mask_mod should return a bool tensor, True where the query may "
+                              "attend (compare the index tensors; combine with & and |).") from None
+        q = torch.arange(n_q)[:, None]
+        k = torch.arange(n_k)[None, :]
+        want = (k <= q) | (k < pre)
+        if got.shape != want.shape or got.dtype != torch.bool:
+            raise ReaderError("mask_mod should return a bool tensor, True where the query may "
+                              "attend (combine comparisons with & and |, not `and`/`or`).")
+        if not torch.equal(got, want):
+            wrong = (got != want).nonzero()[0].tolist()
+            return check(False, f"with prefix={pre}, query {wrong[0]} and key {wrong[1]} disagree "
+                         "with the rule: the prefix is visible to every query, the rest is "
+                         "causal.")
+    return check(True, "", "Correct: one line of code instead of a new kernel.")
+
+
+@self_check
+def check_decode_tokens_per_second(answer: Any, num_params: float = 7e9,
+                                   bytes_per_element: int = 2, bandwidth: float = 2.0e12) -> bool:
+    """Exercise 4: the most tokens per second one sequence can be decoded at when every step
+    reads all fp16 weights of a 7-billion-parameter model from memory at 2 TB/s."""
+    got = as_number(answer)
+    want = bandwidth / (num_params * bytes_per_element)
+    hint = "each step reads every weight once: bytes per step = parameters * 2; divide the " \
+           "bandwidth by it."
+    if abs(got - want * 2) <= 0.02 * want * 2:
+        hint = "fp16 takes 2 bytes per parameter."
+    return check(abs(got - want) <= 0.02 * want, hint,
+                 "Correct: arithmetic does not enter; memory traffic sets the pace.")
