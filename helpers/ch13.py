@@ -115,11 +115,12 @@ def draw_maps(axes, image: np.ndarray, grid: tuple[int, int], attention: np.ndar
               rollout: np.ndarray, occlusion: np.ndarray):
     """Image, attention share, rollout share and occlusion on four axes; returns the images."""
     gh, gw = grid
-    ims = [axes[0].imshow(image, cmap="gray_r", vmin=0, vmax=1)]
+    ims = [axes[0].imshow(image, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")]
     for ax, m, cmap, lo, hi in ((axes[1], _share(attention), "Reds", 0, SHARE_MAX),
                                 (axes[2], _share(rollout), "Reds", 0, SHARE_MAX),
                                 (axes[3], occlusion, "RdBu_r", -1, 1)):
-        ims.append(ax.imshow(m.reshape(gh, gw), cmap=cmap, vmin=lo, vmax=hi))
+        ims.append(ax.imshow(m.reshape(gh, gw), cmap=cmap, vmin=lo, vmax=hi,
+                             interpolation="nearest"))
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -146,11 +147,12 @@ def importance_explorer(maps: ImportanceMaps, images: torch.Tensor, labels: torc
     heads_np, roll, occ = heads.numpy(), maps["rollout"].numpy(), maps["occlusion"].numpy()
     head_options = [("mean", -1)] + [(str(h), h) for h in range(H)]
 
-    fig = Figure(figsize=(8.4, 2.6), dpi=80)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.8, wspace=0.08)
+    fig = Figure(figsize=(9.6, 2.7), dpi=80)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.88, wspace=0.12)
     axes = fig.subplots(1, 4)
     ims = draw_maps(axes, pics[0], grid, heads_np[0, -1].mean(0), roll[0], occ[0])
-    titles = [ax.set_title("", fontsize=9) for ax in axes]
+    titles = [ax.set_title("", fontsize=8.5) for ax in axes]
+    titles[3].set_text("occlusion: drop in p(true)")
 
     def draw(index: int, layer: int, head: int):
         att = heads_np[index, layer].mean(0) if head < 0 else heads_np[index, layer, head]
@@ -161,12 +163,11 @@ def importance_explorer(maps: ImportanceMaps, images: torch.Tensor, labels: torc
         rho_a = rank_correlation(torch.as_tensor(att), torch.as_tensor(occ[index])).item()
         rho_r = rank_correlation(torch.as_tensor(roll[index]),
                                  torch.as_tensor(occ[index])).item()
-        which = "mean of heads" if head < 0 else f"head {head}"
-        titles[0].set_text(f"test digit {index}: a {int(labels[index])}\n"
-                           f"predicted {int(predictions[index])}")
-        titles[1].set_text(f"[CLS] attention\nlayer {layer}, {which}; ρ = {rho_a:+.2f}")
-        titles[2].set_text(f"rollout (r = 0.5)\nρ = {rho_r:+.2f}")
-        titles[3].set_text("occlusion: drop in p(true)\n(blue: blanking helps)")
+        which = "mean" if head < 0 else f"head {head}"
+        titles[0].set_text(f"test digit {index}: a {int(labels[index])} "
+                           f"(predicted {int(predictions[index])})")
+        titles[1].set_text(f"[CLS], layer {layer}, {which}: ρ = {rho_a:+.2f}")
+        titles[2].set_text(f"rollout: ρ = {rho_r:+.2f}")
         state = {"index": index, "layer": layer, "head": head, "attention": att,
                  "rollout": roll[index], "occlusion": occ[index], "rho_attention": rho_a,
                  "rho_rollout": rho_r}
