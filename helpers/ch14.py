@@ -68,22 +68,24 @@ def heldout_sequences(ids: torch.Tensor, length: int, num: int | None = None) ->
 
 
 @torch.no_grad()
-def next_char_bits(model: torch.nn.Module, seqs: torch.Tensor, first: int = 0) -> float:
+def next_char_bits(model: torch.nn.Module, seqs: torch.Tensor, first: int = 0,
+                   stride: int = 1) -> float:
     """Mean bits per character of predicting seqs[:, t + 1] from seqs[:, :t + 1], over the
-    predictions t >= first. seqs: (B, T + 1)."""
+    predictions t = first, first + stride, ... seqs: (B, T + 1)."""
     was_training = model.training
     model.eval()
     logits = model(seqs[:, :-1])  # (B, T, V)
     model.train(was_training)
     nats = F.cross_entropy(logits.transpose(1, 2).double(), seqs[:, 1:], reduction="none")
-    return nats[:, first:].mean().item() / math.log(2)  # (B, T) -> scalar
+    return nats[:, first::stride].mean().item() / math.log(2)  # (B, T) -> scalar
 
 
 @torch.no_grad()
 def recomputed_window_bits(model: torch.nn.Module, seqs: torch.Tensor, window: int,
                            stride: int = 1) -> float:
-    """Bits per character when each prediction t >= window recomputes the model on the last
-    `window` characters alone (positions 0..window-1 again), every `stride`-th t."""
+    """Bits per character when each prediction t = window, window + stride, ... recomputes the
+    model on the last `window` characters alone (at positions 0..window-1 again); the same
+    predictions as `next_char_bits(model, seqs, window, stride)`."""
     x, y = seqs[:, :-1], seqs[:, 1:]  # (B, T)
     wins = x.unfold(1, window, 1)[:, 1::stride]  # (B, nw, window): ends at t = window, ...
     targets = y[:, window::stride]  # (B, nw)

@@ -43,6 +43,14 @@ def test_next_char_bits_matches_a_loop(tiny):
         count += 3
     want = total / count / math.log(2)
     assert ch14.next_char_bits(tiny, seqs, first=4) == pytest.approx(want, rel=1e-5)
+    total, count = 0.0, 0
+    for t in range(4, 10, 3):
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny(seqs[:, : t + 1])[:, -1].double(), -1)  # (3, V)
+        total -= float(logp[torch.arange(3), seqs[:, t + 1]].sum())
+        count += 3
+    got = ch14.next_char_bits(tiny, seqs, first=4, stride=3)
+    assert got == pytest.approx(total / count / math.log(2), rel=1e-5)
 
 
 def test_recomputed_window_bits_matches_a_loop(tiny):
