@@ -43,7 +43,8 @@ __all__ = [
 class ImportanceMaps(dict):
     """Per test image, what each method says about each patch (all (N, P) unless stated):
     `cls` (last layer's [CLS] attention, mean of heads), `rollout` ([CLS] row of the rollout),
-    `occlusion`, `ink`, `heads` (N, layers, heads, P): every layer's and head's [CLS] attention."""
+    `occlusion`, `ink`, `heads` (N, layers, heads, P): every layer's and head's [CLS] attention,
+    `rollout_layers` (N, layers, P): entry l is the [CLS] row of the rollout of layers 0..l."""
 
 
 @torch.no_grad()
@@ -55,11 +56,13 @@ def importance_maps(model: ViT, images: torch.Tensor, labels: torch.Tensor,
     model(images)
     maps = model.attention_maps  # per layer (N, h, 1 + P, 1 + P)
     heads = torch.stack([m[:, :, 0, 1:] for m in maps], dim=1)  # (N, L, h, P)
-    rollout = attention_rollout(maps, residual_weight)[:, 0, 1:]  # (N, P)
+    rollout_layers = torch.stack([attention_rollout(maps[: i + 1], residual_weight)[:, 0, 1:]
+                                  for i in range(len(maps))], dim=1)  # (N, L, P)
     patch = model.patch_embedding.patch_size[0]
     return ImportanceMaps(
         cls=heads[:, -1].mean(1),
-        rollout=rollout,
+        rollout=rollout_layers[:, -1],
+        rollout_layers=rollout_layers,
         occlusion=occlusion_importance(model, images, labels, patch),
         ink=patch_ink(images, patch),
         heads=heads,
@@ -130,8 +133,8 @@ def draw_maps(axes, image: np.ndarray, grid: tuple[int, int], attention: np.ndar
 def importance_explorer(maps: ImportanceMaps, images: torch.Tensor, labels: torch.Tensor,
                         predictions: torch.Tensor) -> widgets.VBox:
     """Pick a test digit, a layer and a head: the image, that head's [CLS] attention, the
-    rollout and occlusion side by side (attention and rollout as shares of the patches, on one
-    scale; occlusion on its own signed scale).
+    rollout of layers 0..layer and occlusion side by side (attention and rollout as shares of the
+    patches, on one scale; occlusion on its own signed scale).
 
     State: `index`, `layer`, `head`, `attention`, `rollout`, `occlusion` (each (P,)),
     `rho_attention`, `rho_rollout` (their rank correlation with occlusion for this digit).
@@ -144,13 +147,17 @@ def importance_explorer(maps: ImportanceMaps, images: torch.Tensor, labels: torc
     side = int(round(math.sqrt(P)))
     grid = (side, P // side)
     pics = images[:, 0].numpy()
-    heads_np, roll, occ = heads.numpy(), maps["rollout"].numpy(), maps["occlusion"].numpy()
+    heads_np, occ = heads.numpy(), maps["occlusion"].numpy()
+    roll = maps["rollout_layers"].numpy()  # (N, L, P)
+    if roll.shape != (N, L, P):
+        raise ValueError(f"maps['rollout_layers'] must be (N, layers, P) = {(N, L, P)}, got "
+                         f"{roll.shape}")
     head_options = [("mean", -1)] + [(str(h), h) for h in range(H)]
 
     fig = Figure(figsize=(9.6, 2.7), dpi=80)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.88, wspace=0.12)
     axes = fig.subplots(1, 4)
-    ims = draw_maps(axes, pics[0], grid, heads_np[0, -1].mean(0), roll[0], occ[0])
+    ims = draw_maps(axes, pics[0], grid, heads_np[0, -1].mean(0), roll[0, -1], occ[0])
     titles = [ax.set_title("", fontsize=8.5) for ax in axes]
     titles[3].set_text("occlusion: drop in p(true)")
 
@@ -158,18 +165,18 @@ def importance_explorer(maps: ImportanceMaps, images: torch.Tensor, labels: torc
         att = heads_np[index, layer].mean(0) if head < 0 else heads_np[index, layer, head]
         ims[0].set_data(pics[index])
         ims[1].set_data(_share(att).reshape(grid))
-        ims[2].set_data(_share(roll[index]).reshape(grid))
+        ims[2].set_data(_share(roll[index, layer]).reshape(grid))
         ims[3].set_data(occ[index].reshape(grid))
         rho_a = rank_correlation(torch.as_tensor(att), torch.as_tensor(occ[index])).item()
-        rho_r = rank_correlation(torch.as_tensor(roll[index]),
+        rho_r = rank_correlation(torch.as_tensor(roll[index, layer]),
                                  torch.as_tensor(occ[index])).item()
         which = "mean" if head < 0 else f"head {head}"
         titles[0].set_text(f"test digit {index}: a {int(labels[index])} "
                            f"(predicted {int(predictions[index])})")
         titles[1].set_text(f"[CLS], layer {layer}, {which}: ρ = {rho_a:+.2f}")
-        titles[2].set_text(f"rollout: ρ = {rho_r:+.2f}")
+        titles[2].set_text(f"rollout, layers 0-{layer}: ρ = {rho_r:+.2f}")
         state = {"index": index, "layer": layer, "head": head, "attention": att,
-                 "rollout": roll[index], "occlusion": occ[index], "rho_attention": rho_a,
+                 "rollout": roll[index, layer], "occlusion": occ[index], "rho_attention": rho_a,
                  "rho_rollout": rho_r}
         return fig, state
 
@@ -186,7 +193,8 @@ def _demo_importance() -> widgets.VBox:
     gen = torch.Generator().manual_seed(0)
     N, L, H, P = 6, 2, 2, 16
     heads = torch.softmax(3 * torch.randn(N, L, H, P, generator=gen), -1)
-    maps = ImportanceMaps(heads=heads, rollout=torch.softmax(torch.randn(N, P, generator=gen), -1),
+    rollout_layers = torch.softmax(torch.randn(N, L, P, generator=gen), -1)
+    maps = ImportanceMaps(heads=heads, rollout_layers=rollout_layers,
                           occlusion=torch.rand(N, P, generator=gen) - 0.2)
     images = torch.rand(N, 1, 8, 8, generator=gen)
     labels = torch.arange(N)

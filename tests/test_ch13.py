@@ -30,6 +30,9 @@ def test_importance_maps_follow_their_definitions(vit):
     assert maps["heads"].shape == (5, 2, 2, 16)
     torch.testing.assert_close(maps["cls"], att[-1][:, :, 0, 1:].mean(1))
     torch.testing.assert_close(maps["rollout"], vision.attention_rollout(att, 0.5)[:, 0, 1:])
+    torch.testing.assert_close(maps["rollout_layers"][:, 0],
+                               vision.attention_rollout(att[:1], 0.5)[:, 0, 1:])
+    torch.testing.assert_close(maps["rollout_layers"][:, -1], maps["rollout"])
     torch.testing.assert_close(maps["occlusion"],
                                vision.occlusion_importance(vit, images, labels, 2))
     torch.testing.assert_close(maps["ink"], vision.patch_ink(images, 2))
@@ -70,7 +73,7 @@ def test_importance_explorer_draws_the_chosen_maps():
     gen = torch.Generator().manual_seed(0)
     N, L, H, P = 6, 2, 2, 16
     heads = torch.softmax(3 * torch.randn(N, L, H, P, generator=gen), -1)
-    rollout = torch.softmax(torch.randn(N, P, generator=gen), -1)
+    rollout = torch.softmax(torch.randn(N, L, P, generator=gen), -1)
     occlusion = torch.rand(N, P, generator=gen) - 0.2
     fig = box.figure
     for index, layer, head in ((3, 0, 1), (5, 1, -1), (0, 1, 0)):
@@ -86,7 +89,9 @@ def test_importance_explorer_draws_the_chosen_maps():
                                    occlusion[index].reshape(4, 4).numpy(), rtol=1e-6)
         rho = vision.rank_correlation(att.double(), occlusion[index].double()).item()
         assert box.state["rho_attention"] == pytest.approx(rho, abs=1e-6)
-        rho_r = vision.rank_correlation(rollout[index].double(), occlusion[index].double()).item()
+        roll = rollout[index, layer].double()
+        np.testing.assert_allclose(box.state["rollout"], roll.numpy(), rtol=1e-6)
+        rho_r = vision.rank_correlation(roll, occlusion[index].double()).item()
         assert box.state["rho_rollout"] == pytest.approx(rho_r, abs=1e-6)
         assert f"test digit {index}" in fig.axes[0].get_title()
         assert f"layer {layer}" in fig.axes[1].get_title()
