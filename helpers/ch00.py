@@ -20,6 +20,7 @@ from helpers.explorer import (
     EXPLORER_DPI,
     ReaderError,
     as_number,
+    as_tensor,
     build_explorer,
     check,
     matches,
@@ -156,7 +157,7 @@ def check_half_saliency(prediction: Any) -> bool:
 @self_check
 def check_soft_lookup(query: Any) -> bool:
     """Exercise 3: a query (4,) whose softmax over LOOKUP_KEYS gives key 1 at least 0.9."""
-    q = torch.as_tensor(query, dtype=torch.float32)
+    q = as_tensor(query, "the query", torch.float32)
     if q.shape != (4,):
         raise ReaderError(f"the query has shape {tuple(q.shape)}; the keys need shape (4,).")
     if not torch.isfinite(q).all():

@@ -16,7 +16,15 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from helpers.data import RegressionData, make_regression_data
-from helpers.explorer import EXPLORER_DPI, as_number, build_explorer, check, self_check
+from helpers.explorer import (
+    EXPLORER_DPI,
+    ReaderError,
+    as_number,
+    as_tensor,
+    build_explorer,
+    check,
+    self_check,
+)
 from helpers.plotting import freeze_background, to_numpy, weight_image, weights_rgba
 from helpers.pooling import KERNELS, attention_weights, leave_one_out_mse, nadaraya_watson
 
@@ -190,13 +198,19 @@ def check_far_query(answer: Any, data: RegressionData | None = None) -> bool:
 def check_lifted_features(lift: Any) -> bool:
     """Exercise: `lift(queries (n_q,), keys (n_k,), sigma) -> (Q (n_q, d), K (n_k, d))` with
     softmax(Q @ K.T) equal to the Gaussian Nadaraya-Watson weights of width sigma."""
+    if not callable(lift):
+        raise ReaderError(
+            f"lift should be a function lift(queries, keys, sigma), got {type(lift).__name__}."
+        )
     g = torch.Generator().manual_seed(1)
     ok = True
     for offset, sigma in ((0.0, 1.0), (3.0, 0.5), (-2.0, 2.0)):
         q = offset + torch.rand(7, generator=g, dtype=torch.float64) * 5
         k = offset + torch.rand(11, generator=g, dtype=torch.float64) * 5
-        Q, K = lift(q.clone(), k.clone(), sigma)
-        Q, K = torch.as_tensor(Q, dtype=torch.float64), torch.as_tensor(K, dtype=torch.float64)
+        lifted = lift(q.clone(), k.clone(), sigma)
+        if not isinstance(lifted, (tuple, list)) or len(lifted) != 2:
+            raise ReaderError("lift should return a pair (Q, K).")
+        Q, K = (as_tensor(t, "what lift returns") for t in lifted)
         if Q.dim() != 2 or K.dim() != 2 or len(Q) != 7 or len(K) != 11 or Q.shape[1] != K.shape[1]:
             return check(
                 False,

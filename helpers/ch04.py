@@ -18,6 +18,7 @@ from helpers.explorer import (
     EXPLORER_DPI,
     ReaderError,
     as_number,
+    as_tensor,
     build_explorer,
     check,
     matches,
@@ -257,7 +258,7 @@ def check_cross_attention(outputs: Any, z: Any = None) -> bool:
 def check_self_attending_key(w_key: Any) -> bool:
     """Exercise 4: W_k (4, 3), one entry changed, so that query 0 gives key 0 the most weight."""
     x, wq, wk, wv = worked_example(torch.float64)
-    new = torch.as_tensor(w_key, dtype=torch.float64)
+    new = as_tensor(w_key, "your W_k", torch.float64)
     if new.shape != wk.shape:
         raise ReaderError(f"your W_k has shape {tuple(new.shape)}; W_k has shape (4, 3).")
     if not torch.isfinite(new).all():

@@ -16,7 +16,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from helpers.attention import MultiHeadAttention
-from helpers.explorer import ReaderError, as_number, build_explorer, check, matches, self_check
+from helpers.explorer import (
+    ReaderError,
+    as_number,
+    as_tensor,
+    build_explorer,
+    check,
+    matches,
+    self_check,
+)
 from helpers.plotting import to_numpy
 
 __all__ = [
@@ -226,7 +234,7 @@ def _attends(weights: torch.Tensor, targets: Sequence[int], rows: Sequence[int])
 @self_check
 def check_next_token_head(head0_query: Any) -> bool:
     """Exercise 4: the (8, 8) block of W_q that makes head 0 attend to the next position."""
-    block = torch.as_tensor(head0_query, dtype=torch.float32)
+    block = as_tensor(head0_query, "head0_query", torch.float32)
     if block.shape != (8, 8):
         raise ReaderError(
             f"head0_query has shape {tuple(block.shape)}; the block W_q.weight[0:8, 0:8] is (8, 8)."

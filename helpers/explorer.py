@@ -7,8 +7,9 @@ double render). That keeps a redraw well under 100 ms, fast enough for a dragged
 
 A self-check takes the reader's answer and prints whether it is right, with a hint when it is not.
 `self_check` gives every check the same contract: the untouched placeholder `None` asks for an
-answer, an exception raised by the reader's code is caught and explained, and the answer is never
-printed.
+answer, a malformed answer (`ReaderError`) or an exception raised by the reader's own code is
+caught and explained, and the answer is never printed. An exception from the check's own code is
+not a wrong answer: it propagates, so a broken check can never pass as a rejection.
 
 Only the ipywidgets API common to 7.7 (Colab) and 8.x is used.
 """
@@ -20,6 +21,8 @@ import functools
 import inspect
 import io
 import math
+import os
+import sysconfig
 import time
 import warnings
 from collections.abc import Callable
@@ -35,6 +38,7 @@ __all__ = [
     "REPLACE_NONE",
     "as_choice",
     "as_number",
+    "as_tensor",
     "build_explorer",
     "check",
     "explorer_by_model_id",
@@ -289,11 +293,34 @@ class ReaderError(Exception):
     shape); `self_check` prints the message after "Not yet:"."""
 
 
+_HELPERS_DIR = os.path.dirname(os.path.abspath(__file__))
+_LIBRARY_DIRS = tuple(
+    {os.path.abspath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib", "purelib",
+                                                         "platlib")}
+)
+
+
+def _raised_in_reader_code(err: BaseException) -> bool:
+    """True when a frame of err's traceback is the reader's code (a notebook cell or a file of
+    theirs), not this package, the standard library or an installed library."""
+    tb = err.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not name.startswith("<frozen"):
+            path = os.path.abspath(name)
+            if not path.startswith(_HELPERS_DIR) and not path.startswith(_LIBRARY_DIRS):
+                return True
+        tb = tb.tb_next
+    return False
+
+
 def self_check(fn: Callable[..., bool]) -> Callable[..., bool]:
     """Give a check the book's contract. Its first argument is the reader's answer.
 
     - `None` (the untouched placeholder): prints `REPLACE_NONE` and returns False, nothing else;
-    - an exception from the reader's function or from a malformed answer: explained, returns False;
+    - a malformed answer (the check raises `ReaderError`) or an exception raised inside the
+      reader's own function: explained, returns False;
+    - any other exception is the check's own failure and propagates (never a silent "wrong");
     - otherwise the check itself decides and prints praise or a hint (never the answer).
 
     Every check must be callable with the answer alone (other parameters have defaults), so one
@@ -312,7 +339,9 @@ def self_check(fn: Callable[..., bool]) -> Callable[..., bool]:
         except ReaderError as err:
             print(f"Not yet: {err}")
             return False
-        except Exception as err:  # the reader's code may fail in any way
+        except Exception as err:
+            if not _raised_in_reader_code(err):
+                raise  # the check itself failed: a bug in the book, not a wrong answer
             print(
                 f"Not yet: checking your answer raised {type(err).__name__}: {err}. "
                 "Look at its type and shape, then try again."
@@ -336,6 +365,20 @@ def as_number(answer: Any, name: str = "your answer") -> float:
     if not math.isfinite(value):
         raise ReaderError(f"{name} should be a finite number, got {value}.")
     return value
+
+
+def as_tensor(answer: Any, name: str = "your answer", dtype: Any = None):
+    """A tensor (float64 unless `dtype`) from a tensor, array or nested list; a clear message
+    otherwise."""
+    import torch
+
+    try:
+        return torch.as_tensor(answer, dtype=dtype or torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ReaderError(
+            f"{name} should be a tensor or a (nested) list of numbers, got "
+            f"{type(answer).__name__}."
+        ) from None
 
 
 def as_choice(answer: Any, options: tuple[str, ...], name: str = "your answer") -> str:

@@ -91,6 +91,32 @@ def test_a_wrong_call_from_the_notebook_is_not_swallowed():
         needs_one(1, 2)
 
 
+def test_a_check_that_crashes_is_not_a_rejection(capsys):
+    # a check with a bug of its own: the exception must reach the tests, not print "Not yet"
+    import helpers.explorer as explorer_module
+
+    source = "def broken(answer):\n    return {}[answer] > 0\n"
+    namespace = {}
+    exec(compile(source, explorer_module.__file__, "exec"), namespace)  # "inside helpers/"
+    broken = explorer_module.self_check(namespace["broken"])
+    explorer_module.CHECKS.remove(broken)
+    with pytest.raises(KeyError):
+        broken(3)
+    assert capsys.readouterr().out == ""
+
+
+def test_the_readers_own_failing_function_is_explained(capsys):
+    @self_check
+    def calls_it(answer):
+        return answer(2) == 4
+
+    def readers_function(x):
+        return x / 0  # the reader's bug, in the reader's code
+
+    assert calls_it(readers_function) is False
+    assert "ZeroDivisionError" in capsys.readouterr().out
+
+
 def _check_id(fn) -> str:
     return f"{fn.__module__.removeprefix('helpers.')}.{fn.__name__}"
 
