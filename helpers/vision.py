@@ -492,6 +492,10 @@ NAME_LEN = max(len(n) for n in DIGIT_NAMES) + 1  # the longest name and <eos>
 
 def encode_names(labels: torch.Tensor) -> torch.Tensor:
     """Digits (n,) -> their English names as token ids (n, NAME_LEN): letters, <eos>, <pad>s."""
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point() \
+            or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) <= 9):
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a (n,) integer tensor of digits 0-9, got {shape}")
     out = torch.full((len(labels), NAME_LEN), PAD, dtype=torch.long)
     for i, d in enumerate(labels.tolist()):
         ids = [NAME_VOCAB.index(ch) for ch in DIGIT_NAMES[d]] + [EOS]

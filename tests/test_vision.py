@@ -247,6 +247,10 @@ def test_names_round_trip():
     assert tokens.shape == (10, vision.NAME_LEN)
     assert vision.decode_names(tokens) == list(vision.DIGIT_NAMES)
     assert (tokens == vision.EOS).sum(1).tolist() == [1] * 10
+    with pytest.raises(ValueError, match="digits 0-9"):
+        vision.encode_names(torch.tensor([3, 10]))
+    with pytest.raises(ValueError, match="digits 0-9"):
+        vision.encode_names(torch.tensor([[3]]))
 
 
 def test_caption_model_cached_spelling_equals_recomputation():
