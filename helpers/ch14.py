@@ -376,13 +376,21 @@ def check_prefix_lm_mask_mod(answer: Any, prefix: int = 4) -> bool:
     if not callable(answer):
         raise ReaderError("pass your function make_prefix_lm (not its result).")
     for n_q, n_k, pre in PREFIX_CASES + ((16, 16, prefix),):
-        mod = answer(pre)
+        try:
+            mod = answer(pre)
+        except TypeError as err:
+            if "argument" not in str(err):
+                raise
+            raise ReaderError("make_prefix_lm takes one argument, the prefix length, and returns "
+                              "a mask_mod(b, h, q_idx, kv_idx).") from None
         if not callable(mod):
             raise ReaderError("make_prefix_lm(prefix) should return a function "
                               "mask_mod(b, h, q_idx, kv_idx).")
         try:
             got = mask_from_mod(mod, n_q, n_k)
-        except TypeError:
+        except TypeError as err:
+            if "argument" in str(err):
+                raise ReaderError("mask_mod takes four arguments: b, h, q_idx, kv_idx.") from None
             raise ReaderError("mask_mod should return a bool tensor, True where the query may "
                               "attend (compare the index tensors; combine with & and |).") from None
         q = torch.arange(n_q)[:, None]

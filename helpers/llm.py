@@ -297,25 +297,44 @@ class GQAGPTBlock(nn.Module):
         """X (B, n, d) at `positions` (n,) -> (B, n, d); reads and updates `cache` in place."""
         att = self.attention
         q, k, v = att.project(self.ln1(X))  # (B, h, n, p), (B, g, n, p), (B, g, n, p)
-        key_pos = positions
-        if cache is not None and cache["k"] is not None:
-            k_all = torch.cat((cache["k"], k), dim=2)  # (B, g, S + n, p)
+        if cache is not None and cache["size"] is None:  # a growing cache: append, then read
+            k_all, v_all, key_pos = _cache_append(cache, k, v, positions)
+        elif cache is not None and cache["k"] is not None:  # rolling: the buffer and the new
+            k_all = torch.cat((cache["k"], k), dim=2)  # (B, g, slots + n, p)
             v_all = torch.cat((cache["v"], v), dim=2)
-            key_pos = torch.cat((cache["pos"], positions))  # (S + n,)
+            key_pos = torch.cat((cache["pos"], positions))  # (slots + n,)
         else:
-            k_all, v_all = k, v
-        mask = visible_keys(positions, key_pos, window, num_sinks)  # (n, S + n)
+            k_all, v_all, key_pos = k, v, positions
+        mask = visible_keys(positions, key_pos, window, num_sinks)  # (n, keys)
         X = X + self.dropout(att.attend(q, k_all, v_all, mask))
-        if cache is not None:
-            _cache_write(cache, k, v, positions, k_all, v_all, key_pos, window, num_sinks)
+        if cache is not None and cache["size"] is not None:
+            _cache_roll(cache, k, v, positions, window, num_sinks)
         return X + self.dropout(self.ffn(self.ln2(X)))
 
 
-def _cache_write(cache, k, v, positions, k_all, v_all, key_pos, window, num_sinks) -> None:
-    """Keep the new keys/values: appended (a growing cache) or written into their rolling slots."""
-    if cache["size"] is None:  # grows by n positions
-        cache["k"], cache["v"], cache["pos"] = k_all, v_all, key_pos
-        return
+def _cache_append(cache: dict, k, v, positions):
+    """Write new keys/values (B, g, n, p) after the cached ones, in a buffer allocated once for
+    `capacity` positions (no copy of the old entries per step); return views of all of them."""
+    B, g, n, p = k.shape
+    if cache["k"] is None:
+        cache["k_buf"] = k.new_empty(B, g, cache["capacity"], p)
+        cache["v_buf"] = v.new_empty(B, g, cache["capacity"], p)
+        cache["length"] = 0
+    start, end = cache["length"], cache["length"] + n
+    if end > cache["capacity"]:
+        raise ValueError(f"the cache holds {cache['capacity']} positions; {end} requested")
+    cache["k_buf"][:, :, start:end] = k
+    cache["v_buf"][:, :, start:end] = v
+    cache["length"] = end
+    cache["k"] = cache["k_buf"][:, :, :end]  # (B, g, end, p) views: their bytes are the cache's
+    cache["v"] = cache["v_buf"][:, :, :end]
+    cache["pos"] = torch.arange(end, device=k.device)
+    return cache["k"], cache["v"], cache["pos"]
+
+
+def _cache_roll(cache: dict, k, v, positions, window: int, num_sinks: int) -> None:
+    """Write new keys/values into their rolling slots: sinks keep the first num_sinks slots,
+    position j >= num_sinks goes to slot num_sinks + (j - num_sinks) % window."""
     size = cache["size"]
     if cache["k"] is None:  # first call: a fixed buffer of `size` slots, all empty
         B, g, _, p = k.shape
@@ -327,9 +346,6 @@ def _cache_write(cache, k, v, positions, k_all, v_all, key_pos, window, num_sink
     keep = (positions < num_sinks) | (last - positions < window)  # (n,)
     j = positions[keep]
     slots = torch.where(j < num_sinks, j, num_sinks + (j - num_sinks) % window)  # (kept,)
-    cache["k"] = cache["k"].clone()
-    cache["v"] = cache["v"].clone()
-    cache["pos"] = cache["pos"].clone()
     cache["k"][:, :, slots] = k[:, :, keep]
     cache["v"][:, :, slots] = v[:, :, keep]
     cache["pos"][slots] = j
@@ -370,13 +386,15 @@ class GQAGPT(nn.Module):
         _positive_int("num_sinks", self.num_sinks, allow_zero=True)
 
     def new_cache(self, rolling: bool = False) -> list[dict]:
-        """An empty KV cache, one dict per block ("k", "v": (B, g, slots, p); "pos": (slots,)).
-        rolling=True: a fixed buffer of window + num_sinks slots (needs a window)."""
+        """An empty KV cache for inference, one dict per block ("k", "v": (B, g, slots, p);
+        "pos": (slots,) the position in each slot, -1 if empty). Growing: written in place into a
+        buffer of max_len positions. rolling=True: window + num_sinks slots (needs a window)."""
         self._check_mask_settings()
         if rolling and self.window is None:
             raise ValueError("a rolling cache needs a window: set model.window first")
         size = self.window + self.num_sinks if rolling else None
-        return [{"k": None, "v": None, "pos": None, "size": size} for _ in self.blks]
+        return [{"k": None, "v": None, "pos": None, "size": size, "capacity": self.max_len}
+                for _ in self.blks]
 
     def forward(self, tokens: torch.Tensor, cache: list[dict] | None = None) -> torch.Tensor:
         """tokens (batch, n) -> logits (batch, n, vocab_size); with a cache, the positions after
