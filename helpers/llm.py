@@ -121,7 +121,7 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
     q (B, h, n_q, p), k and v (B, g, n_k, p), mask None or bool broadcastable to (n_q, n_k)
     (True = may attend) -> (output (B, h, n_q, p), weights (B, h, n_q, n_k)). The g key/value
-    heads are never copied h / g times: each is broadcast over its group of query heads.
+    heads are never copied h / g times: a group's query heads become extra rows of one product.
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4:
@@ -135,12 +135,14 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if h % g:
         raise ValueError(f"the query heads ({h}) must be a multiple of the key/value heads ({g})")
     r = h // g
-    qg = q.reshape(B, g, r, n_q, p)  # query heads grouped by the key/value head they read
-    scores = qg @ k[:, :, None].transpose(-2, -1) / math.sqrt(p)  # (B,g,r,n_q,p)@(B,g,1,p,n_k)
+    # the r query heads of a group read the same keys: stack them as r * n_q rows of one product
+    qg = q.reshape(B, g, r * n_q, p)  # heads i = j*r .. j*r + r-1 read key/value head j
+    scores = qg @ k.transpose(-2, -1) / math.sqrt(p)  # (B,g,r*n_q,p) @ (B,g,p,n_k)
+    scores = scores.reshape(B, g, r, n_q, n_k)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # (B, g, r, n_q, n_k)
     weights = torch.softmax(scores, dim=-1)  # (B, g, r, n_q, n_k)
-    out = weights @ v[:, :, None]  # (B,g,r,n_q,n_k) @ (B,g,1,n_k,p) -> (B, g, r, n_q, p)
+    out = weights.reshape(B, g, r * n_q, n_k) @ v  # (B,g,r*n_q,n_k) @ (B,g,n_k,p)
     return out.reshape(B, h, n_q, p), weights.reshape(B, h, n_q, n_k)
 
 
