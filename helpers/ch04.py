@@ -28,9 +28,9 @@ from helpers.plotting import freeze_background
 
 __all__ = [
     "EXPLORER_DEMOS",
-    "check_cross_attention",
+    "check_cross_weights",
     "check_doubled_query_weight",
-    "check_scaled_weights",
+    "check_flattening_divisor",
     "check_self_attending_key",
     "entry_options",
     "self_attention_stepper",
@@ -207,15 +207,32 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"stepper": _demo_steppe
 # ---------------------------------------------------------------------------------------------
 
 
+def _flattening_divisor() -> float:
+    """Smallest c > 0 for which softmax(scores / c) of the worked example has no weight > 1/2."""
+    scores = self_attention_steps(*worked_example(torch.float64)).scores  # (3, 3)
+    lo, hi = 1.0, 1000.0  # the largest weight falls as c grows: bisect on c
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if torch.softmax(scores / mid, dim=-1).max() > 0.5:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 @self_check
-def check_scaled_weights(weights: Any) -> bool:
-    """Exercise 1: the worked example's weights (3, 3) with the scores divided by √d_k."""
-    want = self_attention_steps(*worked_example(torch.float64), scale=True).weights
+def check_flattening_divisor(divisor: Any) -> bool:
+    """Exercise 1: the smallest divisor of the scores that leaves no weight above 0.5."""
+    got = as_number(divisor, "your divisor")
+    if got <= 0:
+        raise ReaderError("divide by a positive number: a divisor <= 0 flips or breaks the scores.")
     return check(
-        matches(weights, want, atol=1e-4, name="your weights"),
-        "divide every score by the square root of the key width (3) *before* the softmax; "
-        "each row must still sum to 1.",
-        "Correct! Scaling flattens the weights: compare them with the unscaled ones.",
+        abs(got - _flattening_divisor()) <= 0.05,
+        "divide all nine scores by c before the softmax: the larger c, the flatter every row. "
+        "The row that stays peaked longest decides: the one whose top score stands farthest above "
+        "its others. Set its largest weight to 1/2 and solve for c (bisection in code is fine).",
+        "Correct! Dividing by √3 ≈ 1.73, as scaled attention does, leaves these weights far "
+        "sharper than that: scaling only undoes the growth of scores with width.",
     )
 
 
@@ -241,16 +258,24 @@ def check_doubled_query_weight(prediction: Any) -> bool:
 
 
 @self_check
-def check_cross_attention(outputs: Any, z: Any = None) -> bool:
-    """Exercise 3: outputs (m, 3) for queries z @ W_q (z: (m, 4), default eye(4)) over x."""
-    x, wq, wk, wv = worked_example(torch.float64)
+def check_cross_weights(weights: Any, z: Any = None) -> bool:
+    """Exercise 3: weights (3, m) of x's queries over keys z @ W_k (z: (m, 4), default eye(4))."""
+    x, wq, wk, _ = worked_example(torch.float64)
     z = torch.eye(4, dtype=torch.float64) if z is None else torch.as_tensor(z).double()
-    weights = torch.softmax((z @ wq) @ (x @ wk).T, dim=-1)  # (m, 3) @ (3, 3) -> (m, 3)
+    want = torch.softmax((x @ wq) @ (z @ wk).T, dim=-1)  # (3, 3) @ (3, m) -> (3, m)
+    got = as_tensor(weights, "your weights", torch.float64)
+    if got.shape == want.T.shape and got.shape != want.shape:
+        return check(
+            False,
+            "queries are rows and keys are columns: one row per query (the three inputs of x), "
+            "one column per key (the rows of z).",
+        )
     return check(
-        matches(outputs, weights @ (x @ wv), atol=1e-4, name="your outputs"),
-        "queries come from the new rows times w_query; keys and values from x times w_key and "
-        "w_value; the result has one row per query.",
-        "Correct! One output per query: the keys' sequence only sets how many values are mixed.",
+        matches(got, want, atol=1e-4, name="your weights"),
+        "this time the queries come from x times w_query, and the keys from z times w_key; "
+        "the softmax runs over the keys of each query.",
+        "Correct! As many rows as queries and as many columns as keys; the outputs, one per "
+        "query, have the values' width whatever the number of keys.",
     )
 
 

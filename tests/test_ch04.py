@@ -137,16 +137,30 @@ def test_demo_builds():
 # --- the self-checks -------------------------------------------------------------------------
 
 
-def test_scaled_weights(capsys):
-    want = _attend(X, WQ, WK, WV, scale=True)[1]
-    assert _out(ch04.check_scaled_weights, want, capsys)[0]
-    assert _out(ch04.check_scaled_weights, torch.tensor(want, dtype=torch.float32), capsys)[0]
-    unscaled = _attend(X, WQ, WK, WV)[1]
-    ok, out = _out(ch04.check_scaled_weights, unscaled, capsys)
-    assert not ok and "Hint" in out and f"{want[0, 0]:.4f}" not in out
-    ok, out = _out(ch04.check_scaled_weights, want[0], capsys)
-    assert not ok and "shape" in out
-    assert _out(ch04.check_scaled_weights, None, capsys) == (False, REPLACE_NONE + "\n")
+def test_flattening_divisor(capsys):
+    # query 1 has the scores [4, 16, 12] and stays peaked longest: its top weight is 1/2 when
+    # e^(16/c) = e^(4/c) + e^(12/c), i.e. t^3 = t^2 + 1 for t = e^(4/c) (a cubic, solved by NumPy)
+    roots = np.roots([1.0, -1.0, 0.0, -1.0])
+    t = float(roots[np.abs(roots.imag) < 1e-12].real[0])
+    want = 4 / math.log(t)
+    assert want == pytest.approx(10.4645, abs=1e-3)
+    assert _attend(X, WQ, WK, WV)[0][1].tolist() == [4, 16, 12]
+    assert _softmax(_attend(X, WQ, WK, WV)[0] / want).max() == pytest.approx(0.5)
+    assert _out(ch04.check_flattening_divisor, want, capsys)[0]
+    assert _out(ch04.check_flattening_divisor, torch.tensor(10.45), capsys)[0]
+    # sqrt(3); query 0 alone (never above 0.5); query 2's own threshold; a round guess
+    q2 = next(
+        c for c in np.arange(1, 20, 0.001) if _softmax(np.array([4, 12, 10]) / c).max() <= 0.5
+    )
+    for wrong in (math.sqrt(3), 1.0, q2, 10.0, 11.0):
+        ok, out = _out(ch04.check_flattening_divisor, wrong, capsys)
+        assert not ok and "Hint" in out and "10.4" not in out and "16" not in out
+    for bad in (0, -3.0):
+        ok, out = _out(ch04.check_flattening_divisor, bad, capsys)
+        assert not ok and "positive" in out
+    ok, out = _out(ch04.check_flattening_divisor, "ten", capsys)
+    assert not ok and "number" in out
+    assert _out(ch04.check_flattening_divisor, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_doubled_query_weight(capsys):
@@ -163,21 +177,27 @@ def test_doubled_query_weight(capsys):
     assert _out(ch04.check_doubled_query_weight, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
-def test_cross_attention(capsys):
+def test_cross_weights(capsys):
     z = np.eye(4)
-    weights = _softmax((z @ WQ) @ (X @ WK).T)
-    want = weights @ (X @ WV)
-    assert _out(ch04.check_cross_attention, want, capsys)[0]
-    assert _out(ch04.check_cross_attention, torch.tensor(want), capsys)[0]
-    ok, out = _out(ch04.check_cross_attention, _attend(X, WQ, WK, WV)[2], capsys)
-    assert not ok and "shape" in out  # (3, 3) self-attention outputs instead of (4, 3)
-    ok, out = _out(ch04.check_cross_attention, want + 0.1, capsys)
-    assert not ok and "Hint" in out
-    # another z gives its own outputs
+    want = _softmax((X @ WQ) @ (z @ WK).T)  # (3, 4): the queries of x over the keys of z
+    assert want.shape == (3, 4)
+    assert _out(ch04.check_cross_weights, want, capsys)[0]
+    assert _out(ch04.check_cross_weights, torch.tensor(want, dtype=torch.float32), capsys)[0]
+    ok, out = _out(ch04.check_cross_weights, want.T, capsys)  # keys as rows
+    assert not ok and "queries are rows" in out
+    ok, out = _out(ch04.check_cross_weights, _attend(X, WQ, WK, WV)[1], capsys)  # self-attention
+    assert not ok and "shape" in out
+    ok, out = _out(ch04.check_cross_weights, _softmax((z @ WQ) @ (X @ WK).T).T, capsys)
+    assert not ok and "Hint" in out  # the roles swapped back: z queries x, transposed to fit
+    ok, out = _out(ch04.check_cross_weights, want + 0.01, capsys)
+    assert not ok and "Hint" in out and f"{want[0, 0]:.4f}" not in out
+    ok, out = _out(ch04.check_cross_weights, "weights", capsys)
+    assert not ok and "tensor" in out
+    # another z gives its own weights
     z2 = np.array([[1.0, 1, 0, 0]])
-    want2 = _softmax((z2 @ WQ) @ (X @ WK).T) @ (X @ WV)
-    assert ch04.check_cross_attention(want2, z2)
-    assert _out(ch04.check_cross_attention, None, capsys)[0] is False
+    assert ch04.check_cross_weights(_softmax((X @ WQ) @ (z2 @ WK).T), z2)
+    capsys.readouterr()
+    assert _out(ch04.check_cross_weights, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_self_attending_key(capsys):
