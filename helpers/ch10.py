@@ -19,20 +19,23 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from helpers.explorer import as_number, build_explorer, check, self_check
+from helpers.explorer import ReaderError, as_number, as_tensor, build_explorer, check, self_check
 from helpers.transformer import TinyGPT, next_token_probs
 
 __all__ = [
     "EXPLORER_DEMOS",
     "ablate_head",
     "attention_heads_explorer",
-    "check_induction_key",
+    "check_induction_keys",
     "check_kv_cache_bytes",
-    "check_top_k_mass",
+    "check_one_layer_loss",
+    "check_top_k_prob",
     "diagonal_scores",
+    "head_output_mean",
     "per_position_loss",
     "periodic_sequences",
     "repeated_sequences",
+    "seen_token_mass",
     "sampling_explorer",
 ]
 
@@ -103,26 +106,78 @@ def diagonal_scores(weights: torch.Tensor, offset: int, first_query: int = 0) ->
     return picked.mean(dim=(0, 2))  # (h,)
 
 
-@contextlib.contextmanager
-def ablate_head(model: TinyGPT, layer: int, head: int) -> Iterator[None]:
-    """Within the block, head `head` of block `layer` outputs zeros (its share of the
-    concatenated heads, before W_o), so the model runs as if that head were removed."""
+def seen_token_mass(model: nn.Module, tokens: torch.Tensor, stop: int) -> tuple[float, float]:
+    """How much the model bets on a repeat: for the predictions made at positions 0..stop-2 of
+    tokens (batch, T), the mean probability it gives to tokens already among tokens 0..t, and
+    the share of the vocabulary those tokens are (what a uniform guess would give them)."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 \
+            or not 2 <= stop <= tokens.shape[1]:
+        raise ValueError(f"need tokens (batch, T) and 2 <= stop <= T, got stop={stop}")
+    probs = torch.softmax(model(tokens[:, : stop - 1]), dim=-1)  # (B, stop-1, V)
+    B, n, V = probs.shape
+    seen = torch.zeros(B, n, V, dtype=probs.dtype)  # seen[b, t, x] = 1 if x in tokens[b, :t+1]
+    for t in range(n):
+        seen[:, t].scatter_(1, tokens[:, : t + 1], 1.0)
+    mass = (probs * seen).sum(-1).mean().item()
+    share = (seen.sum(-1) / V).mean().item()
+    return mass, share
+
+
+def _head_attention(model: TinyGPT, layer: int, head: int):
     if not 0 <= layer < len(model.blks):
         raise ValueError(f"layer must be in 0..{len(model.blks) - 1}, got {layer}")
     att = model.blks[layer].attention
     if not 0 <= head < att.num_heads:
         raise ValueError(f"head must be in 0..{att.num_heads - 1}, got {head}")
+    return att
 
-    def zero_head(_module, _inputs, out):  # out (B*h, T_new, p), row b*h + i is head i
+
+@contextlib.contextmanager
+def ablate_head(
+    model: TinyGPT, layer: int, head: int, replacement: torch.Tensor | None = None
+) -> Iterator[None]:
+    """Within the block, head `head` of block `layer` outputs `replacement` (its share of the
+    concatenated heads, before W_o) at every position: zeros if None (zero-ablation, as if the
+    head were removed), or a (p,) vector such as `head_output_mean(...)` (mean-ablation)."""
+    att = _head_attention(model, layer, head)
+    if replacement is not None:
+        p = att.num_hiddens // att.num_heads
+        if not isinstance(replacement, torch.Tensor) or replacement.dim() != 1 \
+                or replacement.numel() != p:
+            shape = tuple(replacement.shape) if isinstance(replacement, torch.Tensor) \
+                else type(replacement)
+            raise ValueError(f"replacement must be a (p,) tensor (one head's width), got {shape}")
+
+    def replace_head(_module, _inputs, out):  # out (B*h, T_new, p), row b*h + i is head i
         out = out.clone()
-        out.view(-1, att.num_heads, *out.shape[1:])[:, head] = 0  # (B, h, T_new, p)
+        view = out.view(-1, att.num_heads, *out.shape[1:])  # (B, h, T_new, p)
+        view[:, head] = 0 if replacement is None else replacement.to(out)
         return out
 
-    handle = att.attention.register_forward_hook(zero_head)
+    handle = att.attention.register_forward_hook(replace_head)
     try:
         yield
     finally:
         handle.remove()
+
+
+def head_output_mean(model: TinyGPT, layer: int, head: int, tokens: torch.Tensor) -> torch.Tensor:
+    """The mean of head `head`'s output (before W_o) over every sequence and position of tokens
+    (batch, T): (p,). Replacing the head's output by it (`ablate_head(..., replacement=...)`)
+    removes what the head says about *this* input while keeping its average contribution."""
+    att = _head_attention(model, layer, head)
+    seen = []
+
+    def record(_module, _inputs, out):  # out (B*h, T, p)
+        seen.append(out.view(-1, att.num_heads, *out.shape[1:])[:, head].detach())  # (B, T, p)
+
+    handle = att.attention.register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            model(tokens)
+    finally:
+        handle.remove()
+    return seen[0].reshape(-1, seen[0].shape[-1]).mean(0)  # (p,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,53 +331,110 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {
 # ---------------------------------------------------------------------------------------------
 
 
+# Exercise 1: a grouped-query model in bfloat16 serving a batch (the formula's "heads" are the
+# heads that store keys and values, and its bytes per number follow the dtype).
+GQA_MODEL = {"layers": 32, "query_heads": 32, "kv_heads": 8, "head_width": 128,
+             "length": 4096, "batch": 4, "bytes_per_number": 2}
+
+
 @self_check
-def check_kv_cache_bytes(
-    answer: Any, layers: int = 12, heads: int = 12, head_width: int = 64, length: int = 1024,
-    bytes_per_number: int = 4,
-) -> bool:
-    """Exercise 1 (predict): bytes of a float32 KV cache for one sequence of `length` tokens in a
-    model of GPT-2 small's shape."""
+def check_kv_cache_bytes(answer: Any, model: dict | None = None) -> bool:
+    """Exercise 1 (predict): bytes of the KV cache of a grouped-query model (several query heads
+    share one key/value head) for a batch of full-length sequences."""
+    cfg = dict(GQA_MODEL if model is None else model)
     got = as_number(answer)
-    want = 2 * layers * heads * head_width * length * bytes_per_number
-    hint = ("every layer stores keys AND values, for every head and every position; each "
-            "number is a float32.")
-    if abs(got - want / 2) <= 0.01 * want:
+    want = (2 * cfg["layers"] * cfg["kv_heads"] * cfg["head_width"] * cfg["length"]
+            * cfg["batch"] * cfg["bytes_per_number"])
+    ratio = got / want
+    hint = ("count what the cache stores: keys AND values, in every layer, for every head that "
+            "HAS keys and values, every position, every sequence of the batch, at the dtype's "
+            "bytes per number.")
+    if math.isclose(ratio, cfg["query_heads"] / cfg["kv_heads"], rel_tol=1e-3):
+        hint = ("query heads store nothing: only the key/value heads do, and several query "
+                "heads read the same one.")
+    elif math.isclose(ratio, 4 / cfg["bytes_per_number"], rel_tol=1e-3):
+        hint = "bfloat16 is not float32: how many bytes does one number take?"
+    elif math.isclose(ratio, 0.5, rel_tol=1e-3):
         hint = "close: did you count the keys and the values?"
-    return check(abs(got - want) <= 0.01 * want, hint,
-                 "Correct: that is per sequence; a batch multiplies it.")
+    elif math.isclose(ratio, 1 / cfg["batch"], rel_tol=1e-3):
+        hint = "close: every sequence of the batch has its own cache."
+    return check(abs(ratio - 1) <= 0.01, hint,
+                 "Correct: sharing key/value heads divides the cache by the group size.")
+
+
+# Exercise 2: a sequence in which the query's token occurred several times before.
+INDUCTION_TOKENS = (5, 3, 8, 5, 1, 9, 3, 5, 2, 7, 5, 0, 4, 5)
 
 
 @self_check
-def check_induction_key(answer: Any, t: int = 22, half_len: int = 15) -> bool:
-    """Exercise 2: the key position an induction head reads for the query at position t in the
-    second half of a sequence whose two halves of `half_len` tokens are equal."""
-    got = as_number(answer)
-    want = t - half_len + 1
-    hint = ("the token at t appeared before at t - half_len; the head reads the token that "
-            "FOLLOWED that earlier copy, because that is what comes next now.")
-    if got == t - half_len:
-        hint = ("that key holds the same token as position t; what the model needs is the one "
-                "after it.")
-    return check(got == want, hint, "Correct: one position after the earlier copy.")
+def check_induction_keys(answer: Any, tokens: tuple[int, ...] = INDUCTION_TOKENS) -> bool:
+    """Exercise 2: the key positions (0-based) an ideal induction head spreads its weight over
+    for the query at the last position of `tokens`: every j < t whose previous token j - 1 equals
+    the query's token."""
+    got = as_tensor(answer, dtype=torch.float64).reshape(-1).tolist()
+    if any(not float(x).is_integer() for x in got):
+        raise ReaderError("your answer should be a list of key positions (whole numbers)")
+    got = sorted(int(x) for x in got)
+    t = len(tokens) - 1
+    want = [j for j in range(1, t) if tokens[j - 1] == tokens[t]]
+    earlier = [j for j in range(t) if tokens[j] == tokens[t]]
+    hint = ("the head's key at j carries token j - 1 (layer 0's previous-token head wrote it "
+            "there); it matches the query wherever that previous token equals the query's token.")
+    if got == earlier:
+        hint = ("those keys hold the same token as the query; the head reads the token that "
+                "FOLLOWED each earlier copy.")
+    elif len(got) == 1 and got[0] in want:
+        hint = "the query's token occurred more than once before: every earlier copy matches."
+    elif got and got[-1] >= t:
+        hint = "every key the head can read lies before the query."
+    return check(got == want, hint,
+                 "Correct: the head splits its weight between them, and the next-token guess "
+                 "mixes what followed each copy.")
 
 
+# Exercise 3: the probability of one token after temperature and top-k.
 TOP_K_LOGITS = (2.0, 1.0, 0.5, 0.0, -1.0)
 
 
 @self_check
-def check_top_k_mass(
-    answer: Any, logits: tuple[float, ...] = TOP_K_LOGITS, top_k: int = 2, temperature: float = 1.0
+def check_top_k_prob(
+    answer: Any, logits: tuple[float, ...] = TOP_K_LOGITS, top_k: int = 2,
+    temperature: float = 0.5, rank: int = 1,
 ) -> bool:
-    """Exercise 3: the share of the full softmax(logits / temperature) that the top_k largest
-    logits hold (the mass top-k sampling keeps before renormalising)."""
+    """Exercise 3: the probability that sampling with `temperature` and `top_k` picks the token
+    of the rank-th largest logit (rank 0 is the largest)."""
     got = as_number(answer)
-    e = [math.exp(x / temperature) for x in logits]
-    want = sum(sorted(e, reverse=True)[:top_k]) / sum(e)
-    hint = ("take the softmax over ALL the logits first, then add the probabilities of the "
-            f"{top_k} largest.")
-    if abs(got - 1.0) <= 1e-3:
-        hint = ("after renormalising the kept tokens sum to 1; the question asks for their share "
-                "before that.")
+    order = sorted(logits, reverse=True)
+
+    def prob(temp: float, k: int) -> float:
+        e = [math.exp(x / temp) for x in order]
+        return e[rank] / sum(e[:k])
+
+    want = prob(temperature, top_k)
+    hint = ("divide the logits by the temperature, keep the top_k largest, and take the softmax "
+            "over the kept ones only.")
+    if math.isclose(got, prob(temperature, len(order)), rel_tol=2e-3):
+        hint = "top-k renormalises: the tokens it drops no longer share the mass."
+    elif math.isclose(got, prob(1.0, top_k), rel_tol=2e-3):
+        hint = "the temperature divides the logits before the softmax."
+    elif math.isclose(got, 1 - want, rel_tol=2e-3):
+        hint = "that is the other kept token's probability."
     return check(abs(got - want) <= 2e-3, hint,
-                 "Correct: the rest of the mass is what top-k throws away.")
+                 "Correct: a temperature below 1 widens the gap between the kept tokens.")
+
+
+@self_check
+def check_one_layer_loss(answer: Any, low: float = 0.8, high: float = 2.4) -> bool:
+    """Exercise 4 (predict, then measure): the second-half loss of section 10.3's recipe with one
+    layer. Measured on three seeds and two learning rates: 1.3 to 1.7, between the two-layer
+    model's and chance."""
+    got = as_number(answer)
+    if got < low:
+        hint = ("that is what the two-layer model reaches: did you train with num_layers=1 and "
+                "measure on `test`?")
+    else:
+        hint = ("that is at or above chance on the copy: did you train 600 steps as in 10.3 and "
+                "average the losses from position L - 1 on?")
+    return check(low <= got <= high, hint,
+                 "Consistent with a one-layer model: it copies only partly. Compare its head "
+                 "scores with the two-layer model's.")

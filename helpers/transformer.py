@@ -462,7 +462,10 @@ class TinyGPTBlock(nn.Module):
 
 class TinyGPT(nn.Module):
     """A decoder-only Transformer: token + learned position embeddings, `num_layers` causal
-    pre-norm blocks, a final layer norm and a linear map to the vocabulary (GPT-2's layout)."""
+    pre-norm blocks, a final layer norm and a linear map to the vocabulary. GPT-2's skeleton,
+    but with ReLU (not GELU) in the feed-forward network, an output layer untied from the token
+    embedding, and PyTorch's default initialisation (GPT-2: std 0.02, residual projections
+    scaled by 1/sqrt(2 * num_layers))."""
 
     def __init__(
         self,

@@ -4,8 +4,6 @@ answers, hint at wrong ones and never print the answer."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -140,30 +138,110 @@ def test_demos_build(name):
     assert box.state and box.png
 
 
+def test_mean_ablation_equals_a_bias_in_W_o(model):
+    """Mean-ablation replaces the head's output by one vector c: the block then adds W_o's
+    columns for that head times c at every position, which a reference builds by hand."""
+    tokens = torch.randint(0, V, (3, 8))
+    p = 24 // 3
+    mean = ch10.head_output_mean(model, 1, 2, tokens)
+    assert mean.shape == (p,)
+    seen = []
+    hook = model.blks[1].attention.attention.register_forward_hook(
+        lambda _m, _i, out: seen.append(out.detach().clone()))
+    with torch.no_grad():
+        model(tokens)
+    hook.remove()
+    head_out = seen[0].reshape(3, 3, 8, p)[:, 2]  # (B, T, p): rows b*h + i hold head i
+    torch.testing.assert_close(mean, head_out.reshape(-1, p).mean(0))
+    ref = TinyGPT(V, num_hiddens=24, num_heads=3, num_layers=2, max_len=20).eval()
+    ref.load_state_dict(model.state_dict())
+    W_o = ref.blks[1].attention.W_o
+    with torch.no_grad():
+        extra = W_o.weight[:, 2 * p : 3 * p] @ mean  # (24,) the head's constant contribution
+        W_o.weight[:, 2 * p : 3 * p] = 0
+        if W_o.bias is None:
+            W_o.bias = torch.nn.Parameter(extra)
+        else:
+            W_o.bias += extra
+        with ch10.ablate_head(model, 1, 2, mean):
+            got = model(tokens)
+        torch.testing.assert_close(got, ref(tokens), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="replacement"):
+        with ch10.ablate_head(model, 1, 2, torch.zeros(p + 1)):
+            pass
+
+
+def test_seen_token_mass_matches_a_loop(model):
+    tokens = torch.randint(0, V, (4, 10), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        mass, share = ch10.seen_token_mass(model, tokens, 7)
+        probs = torch.softmax(model(tokens[:, :6]).double(), -1)  # predictions at 0..5
+    masses, shares = [], []
+    for b in range(4):
+        for t in range(6):
+            seen = set(tokens[b, : t + 1].tolist())
+            masses.append(sum(float(probs[b, t, x]) for x in seen))
+            shares.append(len(seen) / V)
+    assert mass == pytest.approx(np.mean(masses), rel=1e-5)
+    assert share == pytest.approx(np.mean(shares), rel=1e-6)
+    with pytest.raises(ValueError, match="stop"):
+        ch10.seen_token_mass(model, tokens, 11)
+
+
+def _gqa_bytes():  # a reference written from the definition: K and V, per kv head and position
+    per_position = 2 * 8 * 128 * 2  # (K + V) x kv heads x width x bf16 bytes, one layer
+    return per_position * 32 * 4096 * 4  # layers, positions, sequences
+
+
+def _induction_keys():  # a reference by brute search over the printed sequence
+    toks = [5, 3, 8, 5, 1, 9, 3, 5, 2, 7, 5, 0, 4, 5]
+    return [j for j in range(1, 13) if toks[j - 1] == toks[-1]]
+
+
+def _top2_second():  # a reference through next_token_probs, the book's sampling rule
+    from helpers.transformer import next_token_probs
+
+    p = next_token_probs(torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0], dtype=torch.float64), 0.5, 2)
+    return float(p[1])
+
+
 @pytest.mark.parametrize(
-    "check,right,wrong",
+    "check,right,wrongs,malformed",
     [
-        (ch10.check_kv_cache_bytes, 2 * 12 * 12 * 64 * 1024 * 4, 12 * 12 * 64 * 1024 * 4),
-        (ch10.check_induction_key, 22 - 15 + 1, 22 - 15),
-        (ch10.check_top_k_mass,
-         float(torch.softmax(torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0], dtype=torch.float64),
-                             0)[:2].sum()),
-         1.0),
+        (ch10.check_kv_cache_bytes, _gqa_bytes(),
+         [_gqa_bytes() * 4, _gqa_bytes() * 2, _gqa_bytes() / 2, _gqa_bytes() / 4, 12345],
+         ["lots", [1, 2]]),
+        (ch10.check_induction_keys, _induction_keys(),
+         [[0, 3, 7, 10], [11], [1, 4, 8], [1, 4, 8, 11, 14], [2]],
+         ["one", [1.5, 4]]),
+        (ch10.check_top_k_prob, _top2_second(),
+         [1 - _top2_second(), 0.2, float(torch.softmax(torch.tensor([4.0, 2, 1, 0, -2]), 0)[1]),
+          float(torch.softmax(torch.tensor([2.0, 1.0]), 0)[1])],
+         ["half", [0.1, 0.2]]),
+        (ch10.check_one_layer_loss, 1.45, [0.37, 2.77, 0.0], ["high", [1.4, 1.5]]),
     ],
 )
-def test_checks(check, right, wrong, capsys):
+def test_checks(check, right, wrongs, malformed, capsys):
     assert check(right) is True
-    assert "Correct" in capsys.readouterr().out
-    assert check(wrong) is False
     out = capsys.readouterr().out
-    assert "Hint" in out or "hint" in out.lower()
-    assert str(right) not in out and f"{right:.3f}" not in out
+    assert out.startswith(("Correct", "Consistent"))
+    for wrong in wrongs:
+        assert check(wrong) is False, wrong
+        out = capsys.readouterr().out
+        assert "hint" in out.lower()
+        shown = [str(right)]
+        if isinstance(right, float):
+            shown += [f"{right:.3f}", f"{right:.2f}"]
+        if check is ch10.check_one_layer_loss:
+            shown = ["0.8", "2.4"]  # the accepted band is not printed either
+        assert not any(x in out for x in shown), out
+    for bad in malformed:
+        assert check(bad) is False
+        assert "Not yet" in capsys.readouterr().out
     assert check(None) is False
     assert "Replace None" in capsys.readouterr().out
 
 
-def test_top_k_mass_check_accepts_a_float_and_rejects_the_mass_of_one_token(capsys):
-    p = torch.softmax(torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0]), 0)
-    assert ch10.check_top_k_mass(float(p[:2].sum())) is True
-    assert ch10.check_top_k_mass(float(p[0])) is False
-    assert math.isfinite(float(p[0]))
+def test_induction_keys_accepts_any_order_and_a_tensor(capsys):
+    assert ch10.check_induction_keys([11, 8, 4, 1]) is True
+    assert ch10.check_induction_keys(torch.tensor([1, 4, 8, 11])) is True
