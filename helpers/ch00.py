@@ -19,7 +19,6 @@ from helpers.cues import DESK_INTENTIONS, DESK_OBJECTS, desk_query, desk_scene_w
 from helpers.explorer import (
     EXPLORER_DPI,
     ReaderError,
-    as_number,
     as_tensor,
     build_explorer,
     check,
@@ -32,7 +31,8 @@ __all__ = [
     "EXPLORER_DEMOS",
     "LOOKUP_KEYS",
     "LOOKUP_VALUES",
-    "check_half_saliency",
+    "CROWDED_DESKS",
+    "check_crowded_desk_saliency",
     "check_notes_weights",
     "check_soft_lookup",
     "desk_scene_explorer",
@@ -140,17 +140,28 @@ def check_notes_weights(weights: Any) -> bool:
     )
 
 
+# Exercise 2: desks with this many black-and-white papers and one red cup.
+CROWDED_DESKS = (4, 9, 99)
+
+
 @self_check
-def check_half_saliency(prediction: Any) -> bool:
-    """Exercise 2 (predict first): the strength at which the cup gets half of the attention."""
-    got = as_number(prediction, "your prediction")
-    if got < 0:
-        raise ReaderError("a saliency strength is at least 0.")
+def check_crowded_desk_saliency(prediction: Any) -> bool:
+    """Exercise 2 (predict first): for 4, 9 and 99 papers, the strength s giving the cup half."""
+    got = as_tensor(prediction, "your prediction", torch.float64)
+    if got.shape != (len(CROWDED_DESKS),):
+        raise ReaderError(
+            f"your prediction has shape {tuple(got.shape)}; give three strengths, one for each "
+            f"desk {CROWDED_DESKS} (papers), in that order."
+        )
+    if not torch.isfinite(got).all() or (got < 0).any():
+        raise ReaderError("a saliency strength is a finite number, at least 0.")
+    want = torch.tensor([math.log(n) for n in CROWDED_DESKS], dtype=torch.float64)  # (3,)
     return check(
-        abs(got - math.log(4.0)) <= 0.1,
-        "with no intention, four objects score 0 and the cup scores s. Write the cup's weight "
-        "as a fraction of exponentials and set it to 1/2.",
-        "Correct! The cup needs exp(s) to equal the other four exps together.",
+        bool(((got - want).abs() <= 0.01).all()),
+        "with no intention every paper scores 0 and the cup scores s. Write the cup's weight as "
+        "its exp over the sum of all the exps, with n papers, and set it to 1/2.",
+        "Correct! The cup's exp must match all the papers' exps together: the more there is to "
+        "ignore, the stronger the pull has to be, but it grows only like the log of the crowd.",
     )
 
 

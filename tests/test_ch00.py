@@ -106,18 +106,42 @@ def test_notes_weights(capsys):
     assert _out(ch00.check_notes_weights, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
-def test_half_saliency(capsys):
-    # e^s / (4 + e^s) = 1/2  <=>  e^s = 4
-    want = math.log(4)
-    assert _weights_by_hand("nothing in particular", want)[4] == pytest.approx(0.5)
-    assert _out(ch00.check_half_saliency, want, capsys)[0]
-    assert _out(ch00.check_half_saliency, 1.4, capsys)[0]
-    for wrong in (1, 2, 4, 0.5):
-        ok, out = _out(ch00.check_half_saliency, wrong, capsys)
+def _cup_share(n_papers, s):
+    """The cup's weight with no intention: n papers score 0, the cup scores s."""
+    return math.exp(s) / (n_papers + math.exp(s))
+
+
+def test_crowded_desk_saliency(capsys):
+    # e^s / (n + e^s) = 1/2  <=>  e^s = n, found by bisection rather than by the formula
+    want = []
+    for n in (4, 9, 99):
+        lo, hi = 0.0, 20.0
+        for _ in range(200):
+            lo, hi = (
+                ((lo + hi) / 2, hi) if _cup_share(n, (lo + hi) / 2) < 0.5 else (lo, (lo + hi) / 2)
+            )
+        want.append(lo)
+    assert ch00.CROWDED_DESKS == (4, 9, 99)
+    assert _weights_by_hand("nothing in particular", want[0])[4] == pytest.approx(0.5)
+    assert _out(ch00.check_crowded_desk_saliency, want, capsys)[0]
+    assert _out(ch00.check_crowded_desk_saliency, torch.tensor(want), capsys)[0]
+    assert _out(ch00.check_crowded_desk_saliency, [1.39, 2.2, 4.6], capsys)[0]
+    wrongs = (
+        [math.log(5), math.log(10), math.log(100)],  # counted the cup among the papers
+        [want[0], want[0], want[0]],  # the desk above, read off the slider, three times
+        [want[0], want[1], 4.5],
+        [2.0, 4.5, 49.5],  # n / 2
+    )
+    for wrong in wrongs:
+        ok, out = _out(ch00.check_crowded_desk_saliency, wrong, capsys)
         assert not ok and "Hint" in out and "1.39" not in out and "log" not in out
-    ok, out = _out(ch00.check_half_saliency, -1, capsys)
+    ok, out = _out(ch00.check_crowded_desk_saliency, want[0], capsys)
+    assert not ok and "three strengths" in out
+    ok, out = _out(ch00.check_crowded_desk_saliency, [1.4, -1, 4.6], capsys)
     assert not ok and "at least 0" in out
-    assert _out(ch00.check_half_saliency, None, capsys) == (False, REPLACE_NONE + "\n")
+    ok, out = _out(ch00.check_crowded_desk_saliency, ["a", "b", "c"], capsys)
+    assert not ok and "tensor" in out
+    assert _out(ch00.check_crowded_desk_saliency, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_soft_lookup(capsys):
