@@ -22,8 +22,9 @@ from helpers.scale import online_softmax_steps
 __all__ = [
     "EXPLORER_DEMOS",
     "check_causal_tiles",
-    "check_rescale_factor",
-    "check_score_matrix_bytes",
+    "check_layers_to_reach",
+    "check_naive_attention_bytes",
+    "check_total_rescale",
     "online_softmax_explorer",
 ]
 
@@ -99,9 +100,16 @@ def online_softmax_explorer(scores: torch.Tensor, values: torch.Tensor, title_qu
     controls = {
         "block_size": widgets.Dropdown(options=list(BLOCK_SIZES), value=BLOCK_SIZES[1],
                                        description="block size"),
-        "blocks": widgets.IntSlider(value=1, min=1, max=math.ceil(n_k / BLOCK_SIZES[0]),
+        "blocks": widgets.IntSlider(value=1, min=1, max=len(runs[BLOCK_SIZES[1]]),
                                     description="blocks"),
     }
+
+    def bound_blocks(change) -> None:
+        # the slider ends at the last block of this block size (a larger value would draw the
+        # same picture); registered before the redraw, so the redraw sees the clamped value
+        controls["blocks"].max = len(runs[change["new"]])
+
+    controls["block_size"].observe(bound_blocks, names="value")
     box = build_explorer(controls, draw, title="The online softmax, one block of keys at a time")
     return box
 
@@ -125,29 +133,70 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {
 # ---------------------------------------------------------------------------------------------
 
 
-@self_check
-def check_score_matrix_bytes(answer: Any, n: int = 16384) -> bool:
-    """Exercise 1 (predict): bytes of one (n, n) float32 score matrix, one head, one example."""
-    got = as_number(answer)
-    want = n * n * 4
-    return check(
-        abs(got - want) <= 0.01 * want,
-        "one score per (query, key) pair, and a float32 takes 4 bytes; count the pairs.",
-        "Correct: one head of one example needs that much before the softmax even starts.",
-    )
+# Exercise 1: plain attention's two (n, n) matrices for a batch of heads, in bfloat16.
+NAIVE_SETUP = {"batch": 8, "heads": 16, "n": 8192, "bytes_per_number": 2, "matrices": 2}
 
 
 @self_check
-def check_rescale_factor(answer: Any, old_max: float = 2.0, block_max: float = 5.0) -> bool:
-    """Exercise 2: the factor that rescales the running sum and output when the max rises."""
+def check_naive_attention_bytes(answer: Any, setup: dict | None = None) -> bool:
+    """Exercise 1 (predict): bytes of the scores and the softmax weights of unfused attention,
+    both (n, n) per head and per example, alive together."""
+    cfg = dict(NAIVE_SETUP if setup is None else setup)
     got = as_number(answer)
-    want = math.exp(old_max - block_max)
-    return check(
-        abs(got - want) <= 1e-3 * want + 1e-9,
-        "the terms summed so far are exp(s_j - old max); they must become exp(s_j - new max). "
-        "Divide one by the other.",
-        "Correct: the old terms shrink by that factor, and nothing is recomputed.",
-    )
+    want = cfg["matrices"] * cfg["batch"] * cfg["heads"] * cfg["n"] ** 2 * cfg["bytes_per_number"]
+    ratio = got / want
+    hint = ("one number per (query, key) pair, for every head of every example, in each of the "
+            "matrices that are alive at once, at the dtype's bytes per number.")
+    if math.isclose(ratio, 1 / cfg["matrices"], rel_tol=1e-3):
+        hint = "that is one matrix; the scores and the weights are both alive."
+    elif math.isclose(ratio, 4 / cfg["bytes_per_number"], rel_tol=1e-3):
+        hint = "bfloat16 is not float32: how many bytes per number?"
+    elif math.isclose(ratio, 1 / (cfg["batch"] * cfg["heads"]), rel_tol=1e-3) or math.isclose(
+            ratio, 1 / (cfg["batch"] * cfg["heads"] * cfg["matrices"]), rel_tol=1e-3):
+        hint = "every head of every example has its own (n, n) matrices."
+    return check(abs(ratio - 1) <= 0.01, hint,
+                 "Correct: that is before any activation is stored for the backward pass.")
+
+
+RESCALE_BLOCKS = ((1.0, 0.0), (3.0, 2.0), (2.0, 5.0))
+
+
+@self_check
+def check_total_rescale(answer: Any, blocks: tuple[tuple[float, ...], ...] = RESCALE_BLOCKS
+                        ) -> bool:
+    """Exercise 2: the product of the rescaling factors e^{m - m'} that the first block's terms
+    receive until the last block is merged."""
+    got = as_number(answer)
+    maxima = []
+    for b in blocks:
+        maxima.append(max([*b, *maxima[-1:]]))
+    factors = [math.exp(a - b) for a, b in zip(maxima, maxima[1:]) if b > a]
+    want = math.prod(factors)
+    hint = ("the terms are rescaled by e^(old max - new max) each time the running maximum "
+            "rises; follow the maximum block by block and multiply.")
+    if any(math.isclose(got, f, rel_tol=1e-3) for f in factors) and len(factors) > 1:
+        hint = "the maximum rose more than once; every rise rescales the terms again."
+    elif math.isclose(got, 1 / want, rel_tol=1e-3):
+        hint = "the terms shrink when the maximum rises: the factor is below 1."
+    return check(math.isclose(got, want, rel_tol=1e-3), hint,
+                 "Correct: the factors telescope to e^(first max - final max).")
+
+
+@self_check
+def check_layers_to_reach(answer: Any, n: int = 200, window: int = 12) -> bool:
+    """Exercise 4: the fewest stacked layers of local attention (|i - j| <= window) after which
+    position 0's output can depend on the input at position n - 1."""
+    got = as_number(answer)
+    want = math.ceil((n - 1) / window)
+    hint = ("each layer lets information move at most `window` positions; count how many moves "
+            "cover the distance from the last position to the first.")
+    if not float(got).is_integer():
+        hint = "layers come in whole numbers: a partial layer still has to be a whole one."
+    elif got == 1:
+        hint = "one layer reaches only `window` positions away."
+    return check(got == want, hint,
+                 "Correct: depth times window is the reach, which is why stacked local layers "
+                 "can still connect a long sequence.")
 
 
 @self_check

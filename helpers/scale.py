@@ -277,17 +277,27 @@ def linear_attention(
     feature_map=elu_feature_map,
     is_causal: bool = False,
     eps: float = 1e-12,
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
-    """Attention with the kernel φ(q)·φ(k) in place of exp(q·k): O(n · m · d_v), no (n, n) matrix.
+    """Attention with the kernel φ(q)·φ(k) in place of exp(q·k): O(n · m · d_v) time, no (n, n)
+    matrix.
 
     out_i = φ(q_i) Σ_j φ(k_j)ᵀ v_j / φ(q_i) Σ_j φ(k_j)ᵀ, the sums over all j (or j <= i if
     is_causal, as prefix sums). queries (B, H, n_q, d), keys (B, H, n_k, d),
-    values (B, H, n_k, d_v).
+    values (B, H, n_k, d_v); m is the feature map's width.
+
+    Memory: without is_causal, one (m, d_v) sum per batch and head. With is_causal and
+    chunk_size None, every prefix sum S_i is materialised at once: a (B, H, n, m, d_v) tensor,
+    n times the state of the recurrent form (`causal_linear_attention_rnn`). With a chunk_size,
+    the prefix sums are taken `chunk_size` positions at a time and the (m, d_v) state carried
+    from chunk to chunk: (B, H, chunk_size, m, d_v) at a time, same result.
     """
     _check_qkv4(queries, keys, values)
     if is_causal and queries.shape[2] != keys.shape[2]:
         raise ValueError("causal linear attention needs as many queries as keys, got "
                          f"{tuple(queries.shape)} and {tuple(keys.shape)}")
+    if chunk_size is not None:
+        _check_block_size(chunk_size)
     phi_q, phi_k = feature_map(queries), feature_map(keys)  # (B, H, n, m)
     if not is_causal:
         kv = phi_k.transpose(-2, -1) @ values  # (B,H,m,n) @ (B,H,n,d_v) -> (B,H,m,d_v)
@@ -295,11 +305,22 @@ def linear_attention(
         num = phi_q @ kv  # (B, H, n_q, d_v)
         den = (phi_q * z[:, :, None]).sum(-1, keepdim=True)  # (B, H, n_q, 1)
         return num / (den + eps)
-    kv = torch.cumsum(phi_k[..., :, None] * values[..., None, :], dim=2)  # (B, H, n, m, d_v)
-    z = torch.cumsum(phi_k, dim=2)  # (B, H, n, m)
-    num = (phi_q[..., None] * kv).sum(-2)  # (B, H, n, d_v)
-    den = (phi_q * z).sum(-1, keepdim=True)  # (B, H, n, 1)
-    return num / (den + eps)
+    n = phi_k.shape[2]
+    step = n if chunk_size is None else chunk_size
+    S = torch.zeros(*phi_k.shape[:2], phi_k.shape[-1], values.shape[-1],
+                    dtype=values.dtype, device=values.device)  # (B, H, m, d_v) carried state
+    z0 = torch.zeros_like(phi_k[:, :, 0])  # (B, H, m)
+    outs = []
+    for a in range(0, n, step):
+        chunk = slice(a, a + step)
+        fk, fq, vb = phi_k[:, :, chunk], phi_q[:, :, chunk], values[:, :, chunk]  # c positions
+        kv = S[:, :, None] + torch.cumsum(fk[..., :, None] * vb[..., None, :], dim=2)  # (B,H,c,m,v)
+        z = z0[:, :, None] + torch.cumsum(fk, dim=2)  # (B, H, c, m)
+        num = (fq[..., None] * kv).sum(-2)  # (B, H, c, d_v)
+        den = (fq * z).sum(-1, keepdim=True)  # (B, H, c, 1)
+        outs.append(num / (den + eps))
+        S, z0 = kv[:, :, -1], z[:, :, -1]
+    return torch.cat(outs, dim=2)  # (B, H, n, d_v)
 
 
 def causal_linear_attention_rnn(

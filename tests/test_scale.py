@@ -123,6 +123,38 @@ def test_linear_attention_equals_the_direct_formula(is_causal):
     torch.testing.assert_close(linear_attention(q, k, v, is_causal=is_causal), want)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 4, 9, 100])
+def test_chunked_causal_linear_attention_equals_the_direct_formula(chunk_size):
+    q, k, v = _qkv(9, 9, d=4, d_v=3, B=1, H=2)
+    want = _linear_reference(q, k, v, elu_feature_map, True)
+    got = linear_attention(q, k, v, is_causal=True, chunk_size=chunk_size)
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="at least 1"):
+        linear_attention(q, k, v, is_causal=True, chunk_size=0)
+
+
+def test_chunked_causal_linear_attention_holds_one_chunk_of_prefix_states():
+    """The largest intermediate is (B, H, chunk, m, d_v), not (B, H, n, m, d_v)."""
+    q, k, v = _qkv(64, 64, d=4, d_v=3, B=1, H=1)
+    sizes = []
+    real_cumsum = torch.cumsum
+
+    def spy(x, dim):
+        sizes.append(x.numel())
+        return real_cumsum(x, dim=dim)
+
+    torch.cumsum = spy
+    try:
+        linear_attention(q, k, v, is_causal=True, chunk_size=8)
+        chunked = max(sizes)
+        sizes.clear()
+        linear_attention(q, k, v, is_causal=True)
+        whole = max(sizes)
+    finally:
+        torch.cumsum = real_cumsum
+    assert chunked == 8 * 4 * 3 and whole == 64 * 4 * 3
+
+
 def test_causal_linear_attention_as_an_rnn_equals_the_prefix_sum_form():
     q, k, v = _qkv(12, 12, d=4, d_v=3)
     W = random_feature_map(4, 32, seed=1, dtype=torch.float64)
