@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import NullLocator
 
 from helpers.explorer import ReaderError, as_number, build_explorer, check, self_check
 from helpers.llm import (
@@ -187,8 +188,8 @@ def kv_cache_explorer(batch: int = 1) -> widgets.VBox:
     State: `bytes_per_token`, `cache_bytes` (at the chosen context), `weights_bytes`,
     `num_kv_heads`, `window`.
     """
-    fig = Figure(figsize=(7.2, 3.4), dpi=80)
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.15, top=0.86)
+    fig = Figure(figsize=(6.8, 3.2), dpi=80)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.15, top=0.88)
     ax = fig.subplots()
     x = np.array(CONTEXTS, dtype=float)
     (mha_line,) = ax.plot(x, x, "--", color="gray", lw=1, label="every head (MHA), no window")
@@ -198,8 +199,11 @@ def kv_cache_explorer(batch: int = 1) -> widgets.VBox:
     ax.set(xscale="log", yscale="log", xlabel="context length (tokens)",
            ylabel=f"GiB (batch {batch}, fp16)")
     ax.set_xticks(x, labels=[f"{c // 1024}k" for c in CONTEXTS])
+    ax.set_yticks([1e-2, 1e-1, 1, 10, 100, 1000], labels=["0.01", "0.1", "1", "10", "100", "1000"])
+    ax.xaxis.set_minor_locator(NullLocator())  # minor log ticks cost a third of a redraw
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.set_ylim(2e-3, 2e3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", frameon=False)
     title = ax.set_title("", fontsize=10)
 
     def draw(model: str, context: int, kv_heads: str, window: str):
