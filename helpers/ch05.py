@@ -155,7 +155,7 @@ def check_masked_row(weights: Any) -> bool:
 
 
 def unscaled_max_weight(d: int = 256, n_q: int = 1000, n_k: int = 10, seed: int = 0) -> float:
-    """Mean over n_q random queries of the largest weight of softmax(qᵀk) (no 1/√d) over n_k keys.
+    """Mean over n_q random queries of the largest weight of softmax(q kᵀ) (no 1/√d) over n_k keys.
 
     Entries of queries and keys are independent N(0, 1); the generator is seeded with `seed`.
     """
@@ -185,7 +185,7 @@ def check_unscaled_max_weight(prediction: Any, d: int = 64) -> bool:
 
 
 def _scaled_score_variance(d: int = 64) -> float:
-    """Var(qᵀk / √d) for q with mean-0, variance-1 entries and k with mean-1, variance-1 entries.
+    """Var(q kᵀ / √d) for q with mean-0, variance-1 entries and k with mean-1, variance-1 entries.
 
     Each product q_i k_i has mean 0 and variance E[q_i²] E[k_i²] = 1 * (1 + 1) = 2.
     """
@@ -194,14 +194,14 @@ def _scaled_score_variance(d: int = 64) -> float:
 
 @self_check
 def check_score_variance(variance: Any, d: int = 64) -> bool:
-    """Exercise 3: Var(qᵀk/√d) when q's entries have mean 0 and k's mean 1, all variance 1.
+    """Exercise 3: Var(q kᵀ/√d) when q's entries have mean 0 and k's mean 1, all variance 1.
 
     The tolerance (0.1) fits a simulation of 10,000 pairs (q, k), whose estimate has a standard
     error of about 1.5 %, as well as the exact value.
     """
     return check(
         abs(as_number(variance, "your variance") - _scaled_score_variance(d)) <= 0.1,
-        "qᵀk is a sum of d independent products q_i k_i. Each has mean E[q_i] E[k_i] and "
+        "q kᵀ is a sum of d independent products q_i k_i. Each has mean E[q_i] E[k_i] and "
         "variance E[q_i² k_i²] - (E[q_i k_i])²; for k_i, E[k_i²] = variance + mean². If you "
         "simulate, use at least 10,000 pairs and divide each score by √d.",
         "Correct! Keys that are not centred double the variance the 1/√d was sized for: one "
