@@ -30,28 +30,33 @@ __all__ = [
     "EXPLORER_DEMOS",
     "ImportanceMaps",
     "check_blank_patch",
+    "check_quiet_patches",
     "check_retrieval_weight",
     "check_rollout",
+    "check_vit_scores",
     "draw_maps",
     "importance_explorer",
     "importance_maps",
     "letter_focus",
     "precision_at_k",
+    "spelled_positions",
 ]
 
 
 class ImportanceMaps(dict):
     """Per test image, what each method says about each patch (all (N, P) unless stated):
     `cls` (last layer's [CLS] attention, mean of heads), `rollout` ([CLS] row of the rollout),
-    `occlusion`, `ink`, `heads` (N, layers, heads, P): every layer's and head's [CLS] attention,
+    `occlusion` (changes smaller than `tie_below` set to 0, so that they tie), `occlusion_raw`,
+    `ink`, `heads` (N, layers, heads, P): every layer's and head's [CLS] attention,
     `rollout_layers` (N, layers, P): entry l is the [CLS] row of the rollout of layers 0..l."""
 
 
 @torch.no_grad()
 def importance_maps(model: ViT, images: torch.Tensor, labels: torch.Tensor,
-                    residual_weight: float = 0.5) -> ImportanceMaps:
+                    residual_weight: float = 0.5, tie_below: float = 1e-3) -> ImportanceMaps:
     """[CLS] attention, rollout, occlusion and ink of every patch of every image (see
-    `ImportanceMaps`); images (N, 1, H, W), labels (N,)."""
+    `ImportanceMaps`); images (N, 1, H, W), labels (N,). Occlusion scores smaller than
+    `tie_below` in size are set to 0: their order is round-off, not importance."""
     model.eval()
     model(images)
     maps = model.attention_maps  # per layer (N, h, 1 + P, 1 + P)
@@ -59,11 +64,14 @@ def importance_maps(model: ViT, images: torch.Tensor, labels: torch.Tensor,
     rollout_layers = torch.stack([attention_rollout(maps[: i + 1], residual_weight)[:, 0, 1:]
                                   for i in range(len(maps))], dim=1)  # (N, L, P)
     patch = model.patch_embedding.patch_size[0]
+    occlusion = occlusion_importance(model, images, labels, patch)
     return ImportanceMaps(
         cls=heads[:, -1].mean(1),
         rollout=rollout_layers[:, -1],
         rollout_layers=rollout_layers,
-        occlusion=occlusion_importance(model, images, labels, patch),
+        occlusion=torch.where(occlusion.abs() < tie_below, torch.zeros_like(occlusion),
+                              occlusion),
+        occlusion_raw=occlusion,
         ink=patch_ink(images, patch),
         heads=heads,
     )
@@ -83,29 +91,56 @@ def precision_at_k(weights: torch.Tensor, query_labels: torch.Tensor, key_labels
     return (key_labels[top] == query_labels[:, None]).double().mean().item()
 
 
-def letter_focus(letter_maps: torch.Tensor, ink: torch.Tensor) -> dict[str, list[float]]:
-    """Where each letter position looks, over N images: letter_maps (N, T, P) (each row a
-    distribution over the patches), ink (N, P). Per position t, lists of T numbers:
-    `max_weight` (mean largest weight), `same_patch` (share of images whose heaviest patch is the
-    patch most often heaviest at t), `ink_at_top` (mean ink of the heaviest patch)."""
+def spelled_positions(tokens: torch.Tensor) -> torch.Tensor:
+    """Which output positions of greedy spelling are real: tokens (N, T) -> bool (N, T), True up to
+    and including the first <eos> (later positions continue a name that has already ended)."""
+    from helpers.vision import EOS
+
+    ended = (tokens == EOS).int().cumsum(1)  # (N, T): <eos> seen at or before t
+    return (ended - (tokens == EOS).int()) == 0
+
+
+def letter_focus(letter_maps: torch.Tensor, ink: torch.Tensor,
+                 valid: torch.Tensor | None = None) -> dict[str, list[float]]:
+    """Where each output position looks, over N images: letter_maps (N, T, P) (each row a
+    distribution over the patches), ink (N, P), valid (N, T) bool: the positions to count (by
+    default all; pass `spelled_positions(tokens)` to leave out positions after <eos>). Per
+    position t, lists of T numbers over the images where t is valid: `count`, `max_weight` (mean
+    largest weight), `same_patch` (share of images whose heaviest patch is the patch most often
+    heaviest at t), `ink_at_top` (mean ink of the heaviest patch)."""
     if letter_maps.dim() != 3 or ink.shape != (letter_maps.shape[0], letter_maps.shape[2]):
         raise ValueError(f"letter_maps must be (N, T, P) and ink (N, P), got "
                          f"{tuple(letter_maps.shape)} and {tuple(ink.shape)}")
     N, T, P = letter_maps.shape
-    top = letter_maps.argmax(-1)  # (N, T)
-    counts = torch.stack([torch.bincount(top[:, t], minlength=P) for t in range(T)])  # (T, P)
-    return {
-        "max_weight": letter_maps.max(-1).values.mean(0).tolist(),
-        "same_patch": (counts.max(-1).values / N).tolist(),
-        "ink_at_top": ink.gather(1, top).mean(0).tolist(),
-    }
+    if valid is None:
+        valid = torch.ones(N, T, dtype=torch.bool)
+    if valid.shape != (N, T) or valid.dtype != torch.bool:
+        raise ValueError(f"valid must be a bool (N, T) = {(N, T)} tensor, got "
+                         f"{tuple(valid.shape)} {valid.dtype}")
+    out: dict[str, list[float]] = {"count": [], "max_weight": [], "same_patch": [],
+                                   "ink_at_top": []}
+    for t in range(T):
+        rows = valid[:, t]
+        n = int(rows.sum())
+        m = letter_maps[rows, t]  # (n, P)
+        top = m.argmax(-1)  # (n,)
+        out["count"].append(float(n))
+        if n == 0:
+            for key in ("max_weight", "same_patch", "ink_at_top"):
+                out[key].append(math.nan)
+            continue
+        out["max_weight"].append(m.max(-1).values.mean().item())
+        out["same_patch"].append(torch.bincount(top, minlength=P).max().item() / n)
+        out["ink_at_top"].append(ink[rows].gather(1, top[:, None]).mean().item())
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Drawing
 # ---------------------------------------------------------------------------------------------
 
-SHARE_MAX = 0.4  # colour scale of the attention shares: uniform over 16 patches is 0.0625
+SHARE_FLOOR = 0.25  # the attention shares' colour scale reaches at least this: uniform over 16
+# patches (0.0625) stays pale; a map whose largest share is higher stretches the scale to it
 
 
 def _share(x: np.ndarray) -> np.ndarray:
@@ -114,19 +149,34 @@ def _share(x: np.ndarray) -> np.ndarray:
     return x / total if total > 0 else x
 
 
+def share_limit(*maps: np.ndarray) -> float:
+    """The top of the shared colour scale of attention shares: the largest share shown, at least
+    SHARE_FLOOR."""
+    return float(max([SHARE_FLOOR] + [_share(np.asarray(m)).max() for m in maps]))
+
+
 def draw_maps(axes, image: np.ndarray, grid: tuple[int, int], attention: np.ndarray,
-              rollout: np.ndarray, occlusion: np.ndarray):
-    """Image, attention share, rollout share and occlusion on four axes; returns the images."""
+              rollout: np.ndarray, occlusion: np.ndarray, colorbars: bool = True):
+    """Image, attention share, rollout share and occlusion on four axes; returns the images.
+    Attention and rollout share one colour scale (0 to `share_limit` of both); occlusion has its
+    own, signed, -1 to 1. With colorbars, each scale gets a colour bar (on the rollout and the
+    occlusion panel)."""
     gh, gw = grid
+    hi = share_limit(attention, rollout)
     ims = [axes[0].imshow(image, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")]
-    for ax, m, cmap, lo, hi in ((axes[1], _share(attention), "Reds", 0, SHARE_MAX),
-                                (axes[2], _share(rollout), "Reds", 0, SHARE_MAX),
-                                (axes[3], occlusion, "RdBu_r", -1, 1)):
-        ims.append(ax.imshow(m.reshape(gh, gw), cmap=cmap, vmin=lo, vmax=hi,
+    for ax, m, cmap, lo, top in ((axes[1], _share(attention), "Reds", 0, hi),
+                                 (axes[2], _share(rollout), "Reds", 0, hi),
+                                 (axes[3], occlusion, "RdBu_r", -1, 1)):
+        ims.append(ax.imshow(m.reshape(gh, gw), cmap=cmap, vmin=lo, vmax=top,
                              interpolation="nearest"))
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    if colorbars:
+        fig = axes[0].figure
+        for im, ax in ((ims[2], axes[2]), (ims[3], axes[3])):
+            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+            bar.ax.tick_params(labelsize=7)
     return ims
 
 
@@ -134,10 +184,11 @@ def importance_explorer(maps: ImportanceMaps, images: torch.Tensor, labels: torc
                         predictions: torch.Tensor) -> widgets.VBox:
     """Pick a test digit, a layer and a head: the image, that head's [CLS] attention, the
     rollout of layers 0..layer and occlusion side by side (attention and rollout as shares of the
-    patches, on one scale; occlusion on its own signed scale).
+    patches, on one scale with a colour bar; occlusion on its own signed scale with its own).
 
     State: `index`, `layer`, `head`, `attention`, `rollout`, `occlusion` (each (P,)),
-    `rho_attention`, `rho_rollout` (their rank correlation with occlusion for this digit).
+    `rho_attention`, `rho_rollout` (their rank correlation with occlusion for this digit),
+    `share_max` (the top of the attention and rollout colour scale).
     """
     heads = maps["heads"]
     if heads.dim() != 4 or images.dim() != 4 or len(images) != len(heads):
@@ -154,8 +205,8 @@ def importance_explorer(maps: ImportanceMaps, images: torch.Tensor, labels: torc
                          f"{roll.shape}")
     head_options = [("mean", -1)] + [(str(h), h) for h in range(H)]
 
-    fig = Figure(figsize=(9.6, 2.7), dpi=80)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.88, wspace=0.12)
+    fig = Figure(figsize=(10.4, 2.7), dpi=80)
+    fig.subplots_adjust(left=0.01, right=0.95, bottom=0.04, top=0.88, wspace=0.25)
     axes = fig.subplots(1, 4)
     ims = draw_maps(axes, pics[0], grid, heads_np[0, -1].mean(0), roll[0, -1], occ[0])
     titles = [ax.set_title("", fontsize=8.5) for ax in axes]
@@ -166,6 +217,9 @@ def importance_explorer(maps: ImportanceMaps, images: torch.Tensor, labels: torc
         ims[0].set_data(pics[index])
         ims[1].set_data(_share(att).reshape(grid))
         ims[2].set_data(_share(roll[index, layer]).reshape(grid))
+        hi = share_limit(att, roll[index, layer])
+        ims[1].set_clim(0, hi)
+        ims[2].set_clim(0, hi)
         ims[3].set_data(occ[index].reshape(grid))
         rho_a = rank_correlation(torch.as_tensor(att), torch.as_tensor(occ[index])).item()
         rho_r = rank_correlation(torch.as_tensor(roll[index, layer]),
@@ -177,7 +231,7 @@ def importance_explorer(maps: ImportanceMaps, images: torch.Tensor, labels: torc
         titles[2].set_text(f"rollout, layers 0-{layer}: ρ = {rho_r:+.2f}")
         state = {"index": index, "layer": layer, "head": head, "attention": att,
                  "rollout": roll[index, layer], "occlusion": occ[index], "rho_attention": rho_a,
-                 "rho_rollout": rho_r}
+                 "rho_rollout": rho_r, "share_max": hi}
         return fig, state
 
     controls = {
@@ -214,10 +268,42 @@ def check_blank_patch(answer: Any) -> bool:
     """Exercise 1 (predict): the occlusion importance of a patch that holds no ink at all."""
     got = as_number(answer)
     return check(abs(got) <= 1e-6,
-                 "the patch is blanked by setting its pixels to 0. What do the pixels of a patch "
-                 "without ink already hold, and so which image does the model see?",
+                 "apply occlusion's definition (13.6) to this patch step by step: what does "
+                 "blanking write into its pixels, and what do they hold before?",
                  "Correct: blanking changes nothing, so the model's output cannot change. "
                  "Occlusion can only see what is there to remove.")
+
+
+QUIET = 1e-3  # an occlusion score smaller than this in size counts as "no change"
+
+
+def _quiet_share(occlusion_raw: torch.Tensor, ink: torch.Tensor) -> tuple[float, float]:
+    """(share of inked patches whose |occlusion| < QUIET, the same share over all patches)."""
+    quiet = occlusion_raw.abs() < QUIET
+    inked = ink > 0
+    return ((quiet & inked).sum() / inked.sum()).item(), quiet.double().mean().item()
+
+
+@self_check
+def check_quiet_patches(answer: Any, maps: ImportanceMaps | None = None) -> bool:
+    """Exercise 1 (run): among the patches that hold ink, the share whose blanking moves the
+    probability of the true class by less than QUIET (maps["occlusion_raw"]). `maps` defaults to
+    the shipped patch-2 ViT's maps of the test digits."""
+    got = as_number(answer)
+    if maps is None:
+        from helpers.vision import digits_split, load_checkpoint
+
+        data = digits_split()
+        maps = importance_maps(load_checkpoint("ch13_vit_p2.pt")[0], data.x_test, data.y_test)
+    want, over_all = _quiet_share(maps["occlusion_raw"], maps["ink"])
+    hint = ("among the (image, patch) pairs with maps['ink'] > 0, count those with "
+            "|maps['occlusion_raw']| < 1e-3 and divide by the number of inked pairs.")
+    if abs(got - over_all) <= 5e-3:
+        hint = "that is the share over all patches; count only the patches that hold ink."
+    return check(abs(got - want) <= 5e-3, hint,
+                 "Correct: many inked patches can be removed one at a time without any effect. "
+                 "The evidence is redundant (another patch of the stroke says the same), or the "
+                 "model was already certain; occlusion of one patch cannot see either.")
 
 
 ROLLOUT_A1 = ((0.9, 0.1), (0.5, 0.5))
@@ -225,24 +311,57 @@ ROLLOUT_A2 = ((0.2, 0.8), (0.6, 0.4))
 
 
 @self_check
-def check_rollout(answer: Any, a1: tuple = ROLLOUT_A1, a2: tuple = ROLLOUT_A2,
-                  residual_weight: float = 0.5) -> bool:
-    """Exercise 2: the rollout of two one-head 2×2 layers a1 (first) and a2, as a 2×2 matrix."""
+def check_rollout(answer: Any, rollout: Any = None, a1: tuple = ROLLOUT_A1,
+                  a2: tuple = ROLLOUT_A2, residual_weight: float = 0.5) -> bool:
+    """Exercise 2: first Â₁ (answer), the first layer's map a1 mixed with the identity, then the
+    rollout Â₂ Â₁ of the two one-head 2×2 layers (rollout), each as a 2×2 matrix."""
     r = residual_weight
     eye = np.eye(2)
     h1, h2 = [(1 - r) * np.array(a) + r * eye for a in (a1, a2)]
     h1, h2 = h1 / h1.sum(1, keepdims=True), h2 / h2.sum(1, keepdims=True)
+    if matches(answer, np.array(a1), atol=1e-3):
+        return check(False, "Â₁ mixes the map with the identity (the residual path): weigh "
+                     "each by r and 1 - r.")
+    if not matches(answer, h1, atol=1e-3, name="a1_hat"):
+        return check(False, "Â₁ = (1 - r)·A₁ + r·I, then divide each row by its sum.")
+    if rollout is None:
+        return check(False, "Â₁ is right. Now compute the rollout the same way for layer 2 and "
+                     "pass it as the second argument.")
     want = h2 @ h1
-    if matches(answer, h1 @ h2, atol=1e-3) and not matches(answer, want, atol=1e-3):
+    if matches(rollout, h1 @ h2, atol=1e-3, name="rollout") and \
+            not matches(rollout, want, atol=1e-3):
         return check(False, "the order: the first layer's map acts first, so it stands on the "
                      "right of the product.")
-    if matches(answer, np.array(a2) @ np.array(a1), atol=1e-3):
-        return check(False, "mix each layer's map with the identity (the residual path) before "
-                     "multiplying.")
-    return check(matches(answer, want, atol=1e-3),
-                 "for each layer: (1 - r)·A + r·I, rows renormalised; then the later layer's "
-                 "matrix times the earlier one's.",
+    if any(matches(rollout, np.array(a2) @ m, atol=1e-3) for m in (np.array(a1), h1)):
+        return check(False, "mix layer 2's map with the identity too before multiplying.")
+    return check(matches(rollout, want, atol=1e-3, name="rollout"),
+                 "Â₂ is built like Â₁; then the later layer's matrix times the earlier one's.",
                  "Correct: each row still sums to 1, a distribution over the input tokens.")
+
+
+VIT_IMAGE, VIT_PATCH, VIT_HEADS, VIT_LAYERS = 28, 4, 4, 3
+
+
+@self_check
+def check_vit_scores(answer: Any, img_size: int = VIT_IMAGE, patch_size: int = VIT_PATCH,
+                     heads: int = VIT_HEADS, layers: int = VIT_LAYERS) -> bool:
+    """Exercise 4: attention scores a ViT with a [CLS] token computes for one image, over all its
+    heads and layers."""
+    got = as_number(answer)
+    patches = (img_size // patch_size) ** 2
+    n = patches + 1
+    want = layers * heads * n * n
+    hint = ("count the tokens first (patches in one row, squared, and one more), then the scores "
+            "of one head in one layer, then all heads and layers.")
+    if got == layers * heads * patches * patches:
+        hint = "the sequence holds one token that is not a patch."
+    elif got in (n * n, heads * n * n, layers * n * n):
+        hint = "that is part of the total: every head of every layer scores its own pairs."
+    elif got == layers * heads * n:
+        hint = "each of the n queries scores every one of the n keys."
+    return check(got == want, hint,
+                 "Correct: the scores grow with the square of the number of patches, so halving "
+                 "the patch size multiplies them by about 16.")
 
 
 RETRIEVAL_SIMILARITIES = (0.9, 0.8, 0.3, 0.1)

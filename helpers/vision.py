@@ -35,6 +35,7 @@ __all__ = [
     "ViTMLP",
     "accuracy",
     "attention_rollout",
+    "checkpoint_bytes",
     "cls_attention",
     "decode_names",
     "digits_split",
@@ -339,6 +340,13 @@ def save_checkpoint(path, model: nn.Module, config: dict, meta: dict | None = No
     state = {k: v.detach().float().clone() if v.is_floating_point() else v.clone()
              for k, v in model.state_dict().items()}
     torch.save({"config": config, "state_dict": state, "meta": meta or {}}, path)
+
+
+def checkpoint_bytes(name: str) -> int:
+    """The size in bytes of the checkpoint file helpers/assets/`name`."""
+    path = importlib.resources.files("helpers") / "assets" / name
+    with path.open("rb") as f:
+        return len(f.read())
 
 
 def load_checkpoint(name: str) -> tuple[nn.Module, dict]:
