@@ -108,9 +108,10 @@ def _tile_scores(q, k, rows, start, stop, is_causal, scale):
 
 
 def _tiled_forward(q, k, v, block_size: int, is_causal: bool, scale: float):
-    """Online softmax over key blocks, one block of queries at a time: returns the output
-    (B, H, n_q, d_v) and every query's log-sum-exp (B, H, n_q); the largest intermediate is one
-    (block_size, block_size) tile of scores per batch and head."""
+    """Online softmax over key blocks, one block of queries at a time (FlashAttention-2's loop
+    order: query blocks outside, each block's output finished on chip and written once): returns
+    the output (B, H, n_q, d_v) and every query's log-sum-exp (B, H, n_q); the largest
+    intermediate is one (block_size, block_size) tile of scores per batch and head."""
     B, H, n_q, _ = q.shape
     n_k = k.shape[2]
     out = torch.empty(B, H, n_q, v.shape[-1], dtype=q.dtype, device=q.device)
