@@ -77,6 +77,10 @@ class PositionQueryReverser(nn.Module):
     ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, num_hiddens)
+        # std 1/sqrt(d), as the original Transformer's embeddings start: after the forward pass
+        # multiplies them by sqrt(d), token and position vectors have comparable sizes, and
+        # training need not first amplify the positions (chapter 9 looks at this closely).
+        nn.init.normal_(self.embedding.weight, std=num_hiddens**-0.5)
         self.positions = _positions_module(positions, num_hiddens, max_len)
         self.queries = nn.Parameter(torch.randn(max_len, num_hiddens) / math.sqrt(num_hiddens))
         self.attention = MultiHeadAttention(num_hiddens, num_heads)
