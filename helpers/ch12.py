@@ -83,11 +83,24 @@ def build_gpt(vocab_size: int, config: dict | None = None, seed: int | None = No
     return TinyGPT(vocab_size, **(config or GPT_CONFIG))
 
 
-def build_bert(vocab_size: int, config: dict | None = None, seed: int | None = None) -> CharBERT:
-    """The chapter's CharBERT (BERT_CONFIG unless `config`), seeded when `seed` is given."""
+def build_bert(vocab_size: int, config: dict | None = None, seed: int | None = None,
+               sinusoidal_start: bool = True) -> CharBERT:
+    """The chapter's CharBERT (BERT_CONFIG unless `config`), seeded when `seed` is given.
+
+    With `sinusoidal_start` the learned position embeddings start from chapter 8's sinusoidal
+    table instead of d2l's random vectors: an offset is then the same linear map at every
+    position, so "look one character to the left or right" is quick to learn. They are trained
+    from there like any other parameter."""
     if seed is not None:
         torch.manual_seed(seed)
-    return CharBERT(vocab_size, **(config or BERT_CONFIG))
+    model = CharBERT(vocab_size, **(config or BERT_CONFIG))
+    if sinusoidal_start:
+        from helpers.transformer import PositionalEncoding
+
+        pe = PositionalEncoding(model.encoder.pos_embedding.shape[-1], 0.0, model.max_len)
+        with torch.no_grad():
+            model.encoder.pos_embedding.copy_(pe.P)  # (1, max_len, num_hiddens)
+    return model
 
 
 def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
@@ -249,13 +262,16 @@ def causal_eval(model: TinyGPT, docs: list[torch.Tensor], window: int | None = N
 
 @torch.no_grad()
 def bert_masked_eval(model: CharBERT, docs: list[torch.Tensor], vocab: CharVocab,
-                     seed: int = 0, batch_size: int = 64) -> dict[str, float]:
+                     seed: int = 0, batch_size: int = 64, max_windows: int | None = None
+                     ) -> dict[str, float]:
     """Bits and accuracy of BERT at its masked positions on `docs`, cut into disjoint windows of
-    model.max_len, masked with BERT's rule by a generator seeded with `seed`."""
+    model.max_len (the first `max_windows` of them if given), masked with BERT's rule by a
+    generator seeded with `seed`."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     W = model.max_len
     windows = [ids[s : s + W] for ids in docs for s in range(0, ids.numel(), W)]
+    windows = windows if max_windows is None else windows[:max_windows]
     nll, correct, count = 0.0, 0, 0
     by_len: dict[int, list] = {}
     for w in windows:
@@ -476,16 +492,15 @@ def head_scores(model: nn.Module, texts: list[str], vocab: CharVocab,
             model.encoder(x, torch.zeros_like(x), None)
         else:
             model(x)
-        weights = torch.stack(model.attention_weights, 1).double()  # (b, layers, heads, T, T)
+        weights = torch.stack(model.attention_weights, 1)  # (b, layers, heads, T, T)
         for name, fn in patterns.items():
-            for j, t in enumerate(chunk):
-                pairs = fn(t)
-                if not pairs:
-                    continue
-                q, k = torch.tensor(pairs).T  # (n,), (n,)
-                picked = weights[j][:, :, q, k].sum(-1)  # (layers, heads)
-                sums[name] = sums.get(name, 0) + picked
-                counts[name] += len(pairs)
+            rows = [(j, q, k) for j, t in enumerate(chunk) for q, k in fn(t)]
+            if not rows:
+                continue
+            b, q, k = torch.tensor(rows).T  # (n,) each
+            picked = weights.permute(0, 3, 4, 1, 2)[b, q, k]  # (n, layers, heads)
+            sums[name] = sums.get(name, 0) + picked.double().sum(0)
+            counts[name] += len(rows)
     return {name: (sums[name] / counts[name]).float() for name in sums}
 
 
@@ -499,15 +514,16 @@ def heldout_windows(corpus, length: int, num: int | None = None) -> list[str]:
 
 
 def heldout_sentences(corpus, num: int = 6, min_len: int = 36, max_len: int = 52) -> list[str]:
-    """`num` sentences of the held-out documents (one line each, min_len..max_len characters,
-    ending with a full stop), spread over the documents, in a fixed order."""
+    """`num` sentences of the held-out documents (min_len..max_len characters, ending with a
+    full stop, line breaks as spaces), spread over the documents, in a fixed order."""
     found = []
     for d in corpus.heldout_docs:
-        for line in d.split("\n"):
-            for s in line.strip().split(". "):
+        for paragraph in d.split("\n\n"):
+            flat = " ".join(line.strip() for line in paragraph.split("\n"))
+            for s in flat.split(". "):
                 s = s.strip().rstrip(".") + "."
-                if min_len <= len(s) <= max_len and s[0].isupper() and \
-                        corpus.vocab.normalize(s) == s:
+                if min_len <= len(s) <= max_len and s[0].isupper() and "  " not in s \
+                        and corpus.vocab.normalize(s) == s:
                     found.append(s)
     if len(found) < num:
         raise ValueError(f"only {len(found)} sentences of {min_len}..{max_len} characters")
@@ -536,18 +552,47 @@ def top_keys(weights, text: str) -> list[str]:
     return [f"{_show(text[q])}→{_show(text[int(w[q].argmax())])}" for q in range(len(text))]
 
 
+def _sentence_figure(text: str):
+    """A heatmap figure for one sentence whose axes, characters and colour bar are rendered once
+    (`freeze_background`); the image, the dots and the title are what a redraw changes."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from helpers.explorer import EXPLORER_DPI
+    from helpers.plotting import freeze_background
+
+    T = len(text)
+    fig = Figure(figsize=(7.6, 6.8), dpi=EXPLORER_DPI)
+    fig.subplots_adjust(left=0.07, right=0.92, bottom=0.08, top=0.92)
+    ax = fig.subplots()
+    im = ax.imshow(np.zeros((T, T)), cmap="Reds", vmin=0.0, vmax=1.0, interpolation="nearest",
+                   aspect="auto")
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, ticks=[0, 0.5, 1], label="weight")
+    labels = [_show(c) for c in text]
+    ax.set_xticks(range(T), labels=labels, fontsize=7, fontfamily="monospace")
+    ax.set_yticks(range(T), labels=labels, fontsize=7, fontfamily="monospace")
+    ax.set_xlabel("key (character)")
+    ax.set_ylabel("query (character)")
+    (dots,) = ax.plot([], [], "o", ms=3, mfc="tab:blue", mec="white", mew=0.4)
+    ax.set_xlim(-0.5, T - 0.5)
+    ax.set_ylim(T - 0.5, -0.5)
+    title = fig.text(0.5, 0.955, "", ha="center", va="center", fontsize=10)
+    freeze_background(fig, [im, dots, title], dpi=EXPLORER_DPI)
+    return fig, im, dots, title
+
+
 def heads_explorer(panels: dict[str, list[tuple[str, list]]],
                    scores: dict[str, dict[str, Any]] | None = None):
     """Per model, layer, head and sentence: the attention heatmap with characters on both axes,
-    and on the right the key character each query weighs most.
+    a dot on the key each query weighs most.
 
     panels: {model name: [(sentence, [per layer (heads, T, T) weights]), ...]} (same sentences
     for every model). scores: {model name: {pattern: (layers, heads) scores over held-out text}},
-    shown in the title. Controls: model, layer, head, sentence. State: `weights`, `top`, `title`.
+    shown in the title. Controls: model, layer, head, sentence. State: `weights`, `top` (per
+    query 'q→k', the character it weighs most), `title`.
     """
     import ipywidgets as widgets
     import numpy as np
-    from matplotlib.figure import Figure
 
     from helpers.explorer import build_explorer
 
@@ -567,44 +612,23 @@ def heads_explorer(panels: dict[str, list[tuple[str, list]]],
             for n, p in panels.items()}
     n_layers = len(first[0][1])
     n_heads = np.shape(first[0][1][0])[0]
-    T_max = max(len(t) for t, _ in first)
-
-    fig = Figure(figsize=(8.8, 7.6), dpi=80)
-    fig.subplots_adjust(left=0.07, right=0.86, bottom=0.06, top=0.93)
-    ax = fig.subplots()
-    im = ax.imshow(np.zeros((T_max, T_max)), cmap="Reds", vmin=0.0, vmax=1.0,
-                   interpolation="nearest", aspect="auto")
-    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.1, ticks=[0, 0.5, 1], label="weight")
-    ax.set_xlabel("key (character)")
-    ax.set_ylabel("query (character)")
-    right = ax.twinx()
-    title = ax.set_title("", fontsize=10)
-    shown = {"text": None}
+    figures: dict[int, tuple] = {}  # one per sentence, made when first shown
 
     def draw(model: str, layer: int, head: int, sentence: int):
         text, layers = maps[model][sentence]
+        if sentence not in figures:
+            figures[sentence] = _sentence_figure(text)
+        fig, im, dots, title = figures[sentence]
         w = layers[layer][head]  # (T, T)
-        T = len(text)
         im.set_data(w)
-        if shown["text"] != text:  # axes and character labels change only with the sentence
-            shown["text"] = text
-            im.set_extent((-0.5, T - 0.5, T - 0.5, -0.5))
-            ax.set_xlim(-0.5, T - 0.5)
-            ax.set_ylim(T - 0.5, -0.5)
-            labels = [_show(c) for c in text]
-            ax.set_xticks(range(T), labels=labels, fontsize=7, fontfamily="monospace")
-            ax.set_yticks(range(T), labels=labels, fontsize=7, fontfamily="monospace")
-            right.set_ylim(T - 0.5, -0.5)
-            right.set_yticks(range(T))
-        top = top_keys(w, text)
-        right.set_yticklabels(top, fontsize=7, fontfamily="monospace")
+        dots.set_data(w.argmax(axis=1), np.arange(len(text)))
         line = f"{model}, layer {layer}, head {head}"
         if scores and model in scores:
             best = max(scores[model], key=lambda p: float(scores[model][p][layer][head]))
-            line += (f" — on held-out text its highest pattern score: {best} "
+            line += (f": its highest score on held-out text is {best}, "
                      f"{float(scores[model][best][layer][head]):.2f}")
-        title.set_text(line)
-        return fig, {"weights": w, "top": top, "title": line}
+        title.set_text(line + "\n(dots: the key each query weighs most)")
+        return fig, {"weights": w, "top": top_keys(w, text), "title": line}
 
     controls = {
         "model": widgets.Dropdown(options=names, value=names[0], description="model"),
@@ -615,7 +639,7 @@ def heads_explorer(panels: dict[str, list[tuple[str, list]]],
                                      description="sentence"),
     }
     return build_explorer(controls, draw, title="Attention of one head on a held-out sentence "
-                          "(rows: queries, columns: keys; right: the key each query weighs most)")
+                          "(rows: queries, columns: keys)")
 
 
 def _demo_heads():

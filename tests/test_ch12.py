@@ -255,3 +255,15 @@ def test_bracket_check():
     assert ch12.check_bracket_pairs(good) is True
     assert ch12.check_bracket_pairs(lambda s: [(k, q) for q, k in good(s)]) is False
     assert ch12.check_bracket_pairs(42) is False
+
+
+def test_build_bert_starts_positions_from_the_sinusoidal_table():
+    from helpers.transformer import PositionalEncoding
+
+    m = ch12.build_bert(20, {"num_hiddens": 8, "ffn_num_hiddens": 16, "num_heads": 2,
+                             "num_blks": 1, "max_len": 10, "dropout": 0.0}, seed=0)
+    torch.testing.assert_close(m.encoder.pos_embedding.detach(), PositionalEncoding(8, 0.0, 10).P)
+    d2l_like = ch12.build_bert(20, {"num_hiddens": 8, "ffn_num_hiddens": 16, "num_heads": 2,
+                                    "num_blks": 1, "max_len": 10, "dropout": 0.0}, seed=0,
+                               sinusoidal_start=False)
+    assert d2l_like.encoder.pos_embedding.std() > 0.8  # d2l's randn start
