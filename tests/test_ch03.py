@@ -12,6 +12,7 @@ from torch import nn
 
 from helpers import ch03
 from helpers.data import make_regression_data
+from helpers.pooling import leave_one_out
 
 
 @pytest.fixture(scope="module")
@@ -85,20 +86,47 @@ def test_check_batched_pooling(capsys):
     def right(weights, values):
         return torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (n, 1, m) @ (n, m, d)
 
+    def right_method(weights, values):
+        return weights[:, None, :].bmm(values)[:, 0]  # Tensor.bmm is the same call
+
     def wrong_axis(weights, values):
         return (weights[:, :, None] * values).sum(dim=0)  # sums over the queries: (m, d)
 
     def unscaled(weights, values):
         return values.sum(dim=1)
 
+    def by_einsum(weights, values):  # right numbers, but not the batched product asked for
+        return torch.einsum("nm,nmd->nd", weights, values)
+
+    def by_broadcast(weights, values):
+        return (weights[:, :, None] * values).sum(dim=1)
+
+    def two_bmms(weights, values):
+        half = torch.bmm(weights.unsqueeze(1), values).squeeze(1) / 2
+        return half + torch.bmm(weights.unsqueeze(1), values).squeeze(1) / 2
+
+    # the reference, independent of the helper: a float64 loop of dot products
+    g = torch.Generator().manual_seed(2)
+    w = torch.softmax(torch.randn(6, 4, generator=g, dtype=torch.float64), dim=1)
+    v = torch.randn(6, 4, 3, generator=g, dtype=torch.float64)
+    ref = np.array([[sum(w[i, j].item() * v[i, j, c].item() for j in range(4)) for c in range(3)]
+                    for i in range(6)])
+    assert np.allclose(right(w, v).numpy(), ref)
     assert ch03.check_batched_pooling(right)
+    assert ch03.check_batched_pooling(right_method)
     capsys.readouterr()
+    for numbers_right in (by_einsum, by_broadcast, two_bmms):
+        assert np.allclose(numbers_right(w, v).numpy(), ref)
+        assert not ch03.check_batched_pooling(numbers_right)
+        assert "one torch.bmm" in capsys.readouterr().out
     assert not ch03.check_batched_pooling(wrong_axis)
     assert "(6, 3)" in capsys.readouterr().out
     assert not ch03.check_batched_pooling(unscaled)
     assert "Hint" in capsys.readouterr().out
     assert not ch03.check_batched_pooling(lambda w, v: None)
     assert "returned None" in capsys.readouterr().out
+    assert not ch03.check_batched_pooling("bmm")
+    assert "your function" in capsys.readouterr().out
 
 
 def test_check_bias_gradient(data, capsys):
@@ -160,12 +188,48 @@ class LiftedPooling(nn.Module):
 def test_check_own_pooling(data, capsys):
     x, y = data.x_train.numpy(), data.y_train.numpy()
     grid = np.arange(0.5, 15.0001, 0.05)
+    best = min(loo_numpy(x, y, w) for w in grid)
     w_best = float(grid[int(np.argmin([loo_numpy(x, y, w) for w in grid]))])
     net = LiftedPooling(w_best)
+    assert not ch03.check_own_pooling(net)  # started at the best w, untrained: not enough
+    assert "Hint" in capsys.readouterr().out
+    keys, values = leave_one_out(data.x_train, data.y_train)
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(100):
+        opt.zero_grad()
+        ((net(data.x_train, keys, values) - data.y_train) ** 2).mean().backward()
+        opt.step()
+    with torch.no_grad():  # the trained loss by a float64 loop, independent of the check
+        q = np.stack([x, np.ones_like(x)], axis=1) @ net.W_q.double().numpy()  # (n, 2)
+        wk = net.W_k.double().numpy()
+        errs = []
+        for i in range(len(x)):
+            keep = np.arange(len(x)) != i
+            k = np.stack([x[keep], x[keep] ** 2], axis=1).astype(np.float64) @ wk  # (n-1, 2)
+            s = k @ q[i]
+            a = np.exp(s - s.max())
+            errs.append((a @ y[keep] / a.sum() - y[i]) ** 2)
+    assert np.mean(errs) < 0.98 * best  # trained: at least 2 % below the best single width
     assert ch03.check_own_pooling(net)
     capsys.readouterr()
     assert not ch03.check_own_pooling(LiftedPooling(1.0))  # a poor start, untrained
     assert "Hint" in capsys.readouterr().out
+
+    class VariableWidth(LiftedPooling):  # section 3.10's model is not the reader's own
+        pass
+
+    assert not ch03.check_own_pooling(VariableWidth(w_best))
+    assert "3.10" in capsys.readouterr().out
+    assert not ch03.check_own_pooling("my model")
+    assert "nn.Module" in capsys.readouterr().out
+
+    class WrongShape(LiftedPooling):
+        def forward(self, queries, keys, values):
+            return super().forward(queries, keys, values)[:, None]
+
+    assert not ch03.check_own_pooling(WrongShape(w_best))
+    assert "(50,)" in capsys.readouterr().out
 
     class OneParameter(nn.Module):
         def __init__(self):
