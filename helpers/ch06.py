@@ -31,10 +31,10 @@ __all__ = [
     "EXAMPLE_TEXT",
     "EXPLORER_DEMOS",
     "check_first_token_head",
-    "check_head_width",
+    "check_folded_index",
     "check_mha_parameters",
     "check_next_token_head",
-    "check_transpose_qkv_shape",
+    "check_weight_counts",
     "head_explorer",
     "position_letter_tokens",
     "two_head_example",
@@ -180,33 +180,66 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"heads": _demo_head_exp
 # ---------------------------------------------------------------------------------------------
 
 
-@self_check
-def check_head_width(p: Any) -> bool:
-    """Exercise 1: the per-head width p for num_hiddens = 100 and num_heads = 5."""
-    return check(
-        as_number(p, "p") == 100 / 5,
-        "every head gets the same share of the num_hiddens output features.",
-        "Correct: p_q = p_k = p_v = p_o / h.",
-    )
+FOLD_EXAMPLE = dict(batch=3, steps=4, num_hiddens=20, num_heads=4, index=(2, 1, 13))  # exercise 1
+
+
+def _whole_numbers(answer: Any, count: int, what: str) -> tuple[int, ...]:
+    """`count` whole numbers from a tuple, list or 1-d tensor; a reader-facing message otherwise."""
+    if isinstance(answer, torch.Tensor):
+        answer = answer.tolist()
+    if not isinstance(answer, (tuple, list)) or len(answer) != count:
+        raise ReaderError(f"write {what} as a tuple of {count} whole numbers.")
+    out = []
+    for a in answer:
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or float(a) != int(a):
+            raise ReaderError(f"write {what} as a tuple of {count} whole numbers, got {answer!r}.")
+        out.append(int(a))
+    return tuple(out)
 
 
 @self_check
-def check_transpose_qkv_shape(shape: Any) -> bool:
-    """Exercise 2 (predict first): transpose_qkv's output shape for (2, 7, 12) and 3 heads."""
-    if isinstance(shape, torch.Size):
-        shape = tuple(shape)
-    if not isinstance(shape, (tuple, list)) or not all(
-        isinstance(s, int) and not isinstance(s, bool) for s in shape
-    ):
-        raise ReaderError("write the shape as a tuple of whole numbers, e.g. (1, 2, 3).")
-    model = MultiHeadAttention(12, 3)
-    want = tuple(model.transpose_qkv(torch.zeros(2, 7, 12)).shape)
+def check_folded_index(index: Any) -> bool:
+    """Exercise 1: where Q[2, 1, 13] of Q (3, 4, 20) lands in transpose_qkv(Q) with 4 heads."""
+    got = _whole_numbers(index, 3, "the index (row, position, feature)")
+    ex = FOLD_EXAMPLE
+    shape = (ex["batch"], ex["steps"], ex["num_hiddens"])
+    Q = torch.arange(math.prod(shape), dtype=torch.float64).reshape(shape)  # every entry unique
+    folded = MultiHeadAttention(ex["num_hiddens"], ex["num_heads"]).transpose_qkv(Q)
+    want = tuple(int(i) for i in (folded == Q[ex["index"]]).nonzero()[0])
+    if got == want:
+        return check(True, "", "Correct: the head is feature // p, the row example * h + head, "
+                     "the feature within the head feature % p; the position does not move.")
     return check(
-        tuple(shape) == want,
-        "three numbers: the heads are folded into the batch axis, the sequence axis is "
-        "untouched, and each head keeps num_hiddens / num_heads features.",
-        "Correct: batch * heads, sequence, features per head.",
+        False,
+        "follow the three steps: the reshape splits the 20 features into 4 heads of p = 5 (which "
+        "head owns feature 13, and which feature of that head is it?), the permute moves the head "
+        "before the position, and the fold numbers the rows example by example, head by head.",
     )
+
+
+WEIGHT_COUNT_EXAMPLE = dict(num_hiddens=64, batch=2, n_q=50, n_k=30, heads=(1, 4, 16))  # ex. 2
+
+
+@self_check
+def check_weight_counts(counts: Any) -> bool:
+    """Exercise 2 (predict first): head_weights.numel() of MultiHeadAttention(64, h) for h = 1, 4,
+    16 after one call on 2 examples of 50 queries and 30 keys."""
+    ex = WEIGHT_COUNT_EXAMPLE
+    got = _whole_numbers(counts, len(ex["heads"]), "the three counts")
+    want = []
+    for h in ex["heads"]:
+        mha = MultiHeadAttention(ex["num_hiddens"], h)
+        with torch.no_grad():
+            mha(torch.zeros(ex["batch"], ex["n_q"], 8), torch.zeros(ex["batch"], ex["n_k"], 8),
+                torch.zeros(ex["batch"], ex["n_k"], 8))
+        want.append(mha.head_weights.numel())
+    if got == tuple(want):
+        return check(True, "", "Correct: every head has its own (n_q, n_k) weights, so the "
+                     "attention maps grow with h while the parameters (exercise 3) do not.")
+    hint = "each head computes its own softmax over the keys for every query of every example."
+    if len({g / h for g, h in zip(got, ex["heads"])}) != 1:
+        hint += " Your three counts are not in the ratio 1 : 4 : 16 of the head counts."
+    return check(False, hint)
 
 
 @self_check

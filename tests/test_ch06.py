@@ -85,19 +85,36 @@ def test_head_explorer_rejects_bad_input():
 # --- the self-checks -------------------------------------------------------------------------
 
 
-def test_head_width(capsys):
-    assert _out(ch06.check_head_width, 20, capsys)[0]
-    assert _out(ch06.check_head_width, 20.0, capsys)[0]
-    ok, out = _out(ch06.check_head_width, 500, capsys)
-    assert not ok and "Hint" in out and "20" not in out
+def test_folded_index(capsys):
+    # reference by hand, independent of transpose_qkv: feature 13 of 4 heads of p = 5 is feature
+    # 3 of head 2; example 2's head 2 is row 2 * 4 + 2 of the folded batch; the position stays
+    p = 20 // 4
+    want = (2 * 4 + 13 // p, 1, 13 % p)
+    assert want == (10, 1, 3)
+    for right in (want, list(want), torch.tensor(want), (10.0, 1.0, 3.0)):
+        assert _out(ch06.check_folded_index, right, capsys)[0]
+    for wrong in ((2, 1, 13), (11, 1, 3), (10, 1, 2), (1, 10, 3), (4 * 2 + 3, 1, 2), (6, 1, 3)):
+        ok, out = _out(ch06.check_folded_index, wrong, capsys)
+        assert not ok and "Hint" in out and "10" not in out
+    for malformed in ((10, 1), "10, 1, 3", (10, 1, 3.5), (True, 1, 3), 10):
+        ok, out = _out(ch06.check_folded_index, malformed, capsys)
+        assert not ok and "whole numbers" in out
 
 
-def test_transpose_qkv_shape(capsys):
-    assert _out(ch06.check_transpose_qkv_shape, (6, 7, 4), capsys)[0]
-    assert _out(ch06.check_transpose_qkv_shape, torch.Size([6, 7, 4]), capsys)[0]
-    for wrong in ((2, 3, 7, 4), (6, 4, 7), (2, 7, 12)):
-        ok, out = _out(ch06.check_transpose_qkv_shape, wrong, capsys)
-        assert not ok and "(6, 7, 4)" not in out
+def test_weight_counts(capsys):
+    # reference: one (n_q, n_k) softmax per head per example, 2 examples, 50 queries, 30 keys
+    want = [2 * h * 50 * 30 for h in (1, 4, 16)]
+    assert _out(ch06.check_weight_counts, want, capsys)[0]
+    assert _out(ch06.check_weight_counts, tuple(want), capsys)[0]
+    for wrong in ([3000, 3000, 3000], [1500, 6000, 24000], [50 * 30 * h for h in (1, 4, 16)],
+                  [2 * 50 * 30 * 64 // h for h in (1, 4, 16)]):
+        ok, out = _out(ch06.check_weight_counts, wrong, capsys)
+        assert not ok and "Hint" in out and "3000" not in out
+    ok, out = _out(ch06.check_weight_counts, [3000, 3000, 3000], capsys)
+    assert "1 : 4 : 16" in out
+    for malformed in ([3000, 12000], "3000", [3000, 12000, "48000"]):
+        ok, out = _out(ch06.check_weight_counts, malformed, capsys)
+        assert not ok and "whole numbers" in out
 
 
 def test_mha_parameters(capsys):
