@@ -6,6 +6,7 @@ them and checks the reader's answers.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,9 +23,9 @@ __all__ = [
     "EXPLORER_DEMOS",
     "alignment_explorer",
     "check_attention_parameters",
-    "check_copy_alignment",
     "check_parameter_growth",
     "check_score_count",
+    "check_task_alignments",
 ]
 
 
@@ -117,27 +118,53 @@ def _returned(fn: Callable[..., Any], *args: Any) -> Any:
     return value
 
 
-def _call_position(fn: Callable[[int, int], Any], t: int, n: int) -> int:
-    """The reader's fn(t, n) as an int, with a clear message when it is not a whole number."""
-    value = _returned(fn, t, n)
+def _call_position(fn: Callable[..., Any], *args: Any) -> int:
+    """The reader's fn(*args) as an int, with a clear message when it is not a whole number."""
+    value = _returned(fn, *args)
     if isinstance(value, torch.Tensor):
         value = value.item()
-    if isinstance(value, bool) or not float(value).is_integer():
-        raise ReaderError(f"position({t}, {n}) returned {value!r}; a position is a whole number.")
+    shown = ", ".join(repr(a) for a in args)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(
+        value
+    ).is_integer():
+        raise ReaderError(f"position({shown}) returned {value!r}; a position is a whole number.")
     return int(value)
 
 
+# Exercise 1: for each task, the output length for a source of length n and the source position
+# output step t must read (the one that holds the letter step t writes). Written out by hand.
+ALIGNMENT_TASKS: dict[str, tuple[Callable[[int], int], Callable[[int, int], int]]] = {
+    "copy": (lambda n: n, lambda t, n: t),  # abcd -> abcd
+    "double": (lambda n: 2 * n, lambda t, n: t // 2),  # abc -> aabbcc
+    "rotate": (lambda n: n, lambda t, n: (t + 1) % n),  # abcd -> bcda
+}
+
+
 @self_check
-def check_copy_alignment(position: Any) -> bool:
-    """Exercise 1 (predict first): for the copy task, the source position output step t reads."""
+def check_task_alignments(position: Any) -> bool:
+    """Exercise 1: position(task, t, n), the source position output step t reads, for the tasks
+    "copy", "double" and "rotate" (sources of length 1 to 11, every output step before EOS)."""
     if not callable(position):
-        raise ReaderError("define a function position(t, n) that returns a source position.")
-    ok = all(_call_position(position, t, n) == t for n in range(1, 12) for t in range(n))
+        raise ReaderError("define a function position(task, t, n) that returns a source position.")
+    try:
+        inspect.signature(position).bind("copy", 0, 1)
+    except TypeError:
+        raise ReaderError("position must take three arguments: position(task, t, n).") from None
+    except ValueError:  # no signature to inspect (a builtin): just call it
+        pass
+    wrong = [
+        task
+        for task, (out_len, want) in ALIGNMENT_TASKS.items()
+        if any(_call_position(position, task, t, n) != want(t, n)
+               for n in range(1, 12) for t in range(out_len(n)))
+    ]
     return check(
-        ok,
-        "in the copy task the target is the source itself, in the same order; both are "
-        "counted from 0. Which source letter does output step t repeat?",
-        "Correct! A copy model's heatmap shows the main diagonal instead of the anti-diagonal.",
+        not wrong,
+        f"your positions for {', '.join(repr(w) for w in wrong)} are not right for every t and n. "
+        "Write out a short example, e.g. the source 'abcd' and its target, number both from 0, "
+        "and for each output step find the source position that holds the letter it writes.",
+        "Correct! Each task's heatmap would show its own pattern: the diagonal, a staircase "
+        "two rows per column, a diagonal shifted by one that wraps round.",
     )
 
 

@@ -68,14 +68,35 @@ def test_demo_is_an_anti_diagonal():
 # --- the self-checks -------------------------------------------------------------------------
 
 
-def test_copy_alignment(capsys):
-    assert _out(ch07.check_copy_alignment, lambda t, n: t, capsys)[0]
-    ok, out = _out(ch07.check_copy_alignment, lambda t, n: n - 1 - t, capsys)
-    assert not ok and "Hint" in out
-    ok, out = _out(ch07.check_copy_alignment, lambda t, n: None, capsys)
+def test_task_alignments(capsys):
+    # reference: build each target from a source of distinct letters and find, for every output
+    # step, where its letter sits in the source (independent of the check's formulas)
+    def reference(task, t, n):
+        src = list(range(n))
+        tgt = {"copy": src, "double": [x for x in src for _ in range(2)],
+               "rotate": src[1:] + src[:1]}[task]
+        return src.index(tgt[t])
+
+    assert _out(ch07.check_task_alignments, reference, capsys)[0]
+    assert _out(ch07.check_task_alignments, lambda task, t, n: torch.tensor(reference(task, t, n)),
+                capsys)[0]
+    for wrong in (
+        lambda task, t, n: t,  # copy only
+        lambda task, t, n: n - 1 - t,  # reversal for every task
+        lambda task, t, n: t // 2 if task == "double" else t,  # no rotation
+        lambda task, t, n: (t - 1) % n if task == "rotate" else reference(task, t, n),
+        lambda task, t, n: (t + 1) // 2 if task == "double" else reference(task, t, n),
+    ):
+        ok, out = _out(ch07.check_task_alignments, wrong, capsys)
+        assert not ok and "Hint" in out
+    ok, out = _out(ch07.check_task_alignments, lambda task, t, n: None, capsys)
     assert not ok and "replace the None" in out
-    ok, out = _out(ch07.check_copy_alignment, lambda t, n: t + 0.5, capsys)
+    ok, out = _out(ch07.check_task_alignments, lambda task, t, n: t + 0.5, capsys)
     assert not ok and "whole number" in out
+    ok, out = _out(ch07.check_task_alignments, lambda t, n: t, capsys)  # the old signature
+    assert not ok and "three arguments" in out
+    ok, out = _out(ch07.check_task_alignments, [0, 1, 2], capsys)
+    assert not ok and "define a function" in out
 
 
 def test_attention_parameters(capsys):
@@ -98,12 +119,41 @@ def test_score_count(capsys):
     assert not ok and "replace the None" in out
 
 
-def test_decoder_really_scores_n_plus_1_steps_times_n_keys():
+def test_greedy_reversal_of_n_letters_calls_the_decoder_n_plus_1_times():
+    # a real attention model whose output layer is forced to write the reversal and then EOS:
+    # count the decoder's calls and the (query, key) scores its attention computes
     torch.manual_seed(0)
     model = s2s.make_seq2seq(s2s.NUM_SPECIAL + 4, 8, 16, attention=True)
-    src = torch.tensor([[3, 4, 5, 6, 0]])  # length 4, one padding position
-    _, weights = s2s.predict_greedy(model, src, torch.tensor([4]), max_steps=5)
-    assert weights.shape == (1, 5, 4)  # 5 steps (at most n + 1), 4 keys each
+    n, src = 4, torch.tensor([[3, 4, 5, 6, 0]])  # length 4, one padding position
+    answer = [6, 5, 4, 3, s2s.EOS]
+    real_step = model.decoder.forward
+    calls, scores = [], []
+
+    def forced_step(X, state):
+        logits, state = real_step(X, state)  # the real step, attention included
+        forced = torch.full_like(logits, -1e4)
+        forced[..., answer[len(calls)]] = 0.0
+        calls.append(X.clone())
+        return forced, state
+
+    model.decoder.forward = forced_step
+    hook = model.decoder.attention.register_forward_hook(
+        lambda module, args, out: scores.append(module.attention_weights.shape[1:].numel())
+    )
+    try:
+        seqs, weights = s2s.predict_greedy(model, src, torch.tensor([n]), max_steps=3 * n)
+    finally:
+        hook.remove()
+    assert seqs == [[6, 5, 4, 3]]
+    assert len(calls) == n + 1  # n letters, then the step that writes EOS; not max_steps
+    assert sum(scores) == (n + 1) * n  # each step scores the n real keys (padding trimmed)
+    assert weights.shape == (1, n + 1, n)
+    assert [int(x) for x in torch.cat(calls, dim=1)[0]] == [s2s.BOS, 6, 5, 4, 3]  # fed back
+    # a model that never writes EOS runs until max_steps
+    calls.clear()
+    answer[:] = [6] * 20
+    s2s.predict_greedy(model, src, torch.tensor([n]), max_steps=3 * n)
+    assert len(calls) == 3 * n
 
 
 def test_parameter_growth(capsys):
