@@ -225,8 +225,10 @@ class TransformerDecoderBlock(nn.Module):
     """Causal self-attention, cross-attention to the encoder, FFN; each with residual + norm.
 
     The i-th block of a decoder (d2l 1.0). `state` = [enc_outputs, enc_valid_lens, cache] where
-    cache[i] holds the block's inputs at all earlier positions (its keys and values when decoding
-    one token at a time). New position t sees cached positions and new positions up to t.
+    cache[i] holds the block's *inputs* at all earlier positions (d2l's layout). This is not a
+    key/value cache: each decoding step projects every stored input to keys and values again, so
+    a step costs work in proportion to all positions so far (chapter 10's `TinyGPT` keeps the
+    projected keys and values instead). New position t sees stored positions and new ones up to t.
     """
 
     def __init__(
@@ -254,7 +256,8 @@ class TransformerDecoderBlock(nn.Module):
         _check_x(X, width=self.num_hiddens)
         enc_outputs, enc_valid_lens = state[0], state[1]
         past = state[2][self.i]  # (batch, T_past, num_hiddens) or None
-        # The cache holds what self-attention reads: the block's inputs (post-norm) or their
+        # The cache holds the block's past inputs, which self-attention re-projects to keys and
+        # values at every step: the inputs themselves (post-norm) or their
         # normalised form (pre-norm).
         new = self.addnorm1.ln(X) if self.norm_first else X
         key_values = new if past is None else torch.cat((past, new), dim=1)  # (B, T_all, d)
@@ -331,7 +334,8 @@ class TransformerEncoder(nn.Module):
 class TransformerDecoder(nn.Module):
     """Embedding + positions + num_blks decoder blocks + a dense layer to the vocabulary (d2l 1.0).
 
-    Decodes a whole target (teacher forcing) or one token at a time with the same `state`.
+    Decodes a whole target (teacher forcing) or one token at a time with the same `state`, which
+    keeps each block's past inputs (re-projected at every step: not a key/value cache).
     `attention_weights` is the last block's cross-attention averaged over heads,
     (batch, T_new, T_src); `block_weights` keeps every block's self- and cross-attention per head.
     """
@@ -365,7 +369,8 @@ class TransformerDecoder(nn.Module):
         self.block_weights: list[dict[str, torch.Tensor]] = []
 
     def init_state(self, enc_outputs, enc_state=None, enc_valid_lens=None) -> list:
-        """[enc_outputs, enc_valid_lens, a cache per block]; `enc_state` is unused (no RNN)."""
+        """[enc_outputs, enc_valid_lens, a list of each block's past inputs (None until the first
+        step; not keys and values)]; `enc_state` is unused (no RNN)."""
         return [enc_outputs, enc_valid_lens, [None] * self.num_blks]
 
     def forward(self, X: torch.Tensor, state: list):
