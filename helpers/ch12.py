@@ -334,8 +334,10 @@ def last_position_eval(gpt: TinyGPT, bert: CharBERT, docs: list[torch.Tensor],
     masked = x.clone()
     masked[:, -1] = vocab.mask_id
     last = torch.full((len(x), 1), W - 1)
-    logp_b = torch.log_softmax(bert(masked, last)[:, 0].double(), -1)  # (N, V)
-    logp_g = torch.log_softmax(gpt(x[:, :-1])[:, -1].double(), -1)  # (N, V)
+    logp_b = torch.cat([torch.log_softmax(bert(masked[i : i + 64], last[i : i + 64])[:, 0]
+                                          .double(), -1) for i in range(0, len(x), 64)])  # (N, V)
+    logp_g = torch.cat([torch.log_softmax(gpt(x[i : i + 64, :-1])[:, -1].double(), -1)
+                        for i in range(0, len(x), 64)])  # (N, V)
     out = {}
     for name, logp in (("bert", logp_b), ("gpt", logp_g)):
         nll = -logp.gather(-1, labels[:, None]).mean().item()
