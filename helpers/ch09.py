@@ -21,7 +21,7 @@ from torch import nn
 from helpers import seq2seq as s2s
 from helpers.explorer import ReaderError, as_number, build_explorer, check, self_check
 from helpers.plotting import to_numpy
-from helpers.transformer import TransformerEncoderBlock, make_transformer_seq2seq
+from helpers.transformer import make_transformer_seq2seq
 
 __all__ = [
     "BUG_NAMES",
@@ -30,12 +30,16 @@ __all__ = [
     "PlantedBlockA",
     "PlantedBlockB",
     "PlantedBlockC",
+    "PlantedBlockD",
+    "PlantedBlockE",
+    "PlantedBlockF",
     "TinyCausalBlock",
     "attention_explorer",
     "check_causal_mask",
     "check_encoder_block_parameters",
     "check_find_the_bug",
     "collect_attention",
+    "encoder_attention_at_init",
     "is_causal",
     "matches_sdpa",
     "output_is_normalised",
@@ -178,7 +182,47 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"attention": _demo_atte
 # Exercise 3: three blocks, each with one planted bug
 # ---------------------------------------------------------------------------------------------
 
-BUG_NAMES = ("residual", "mask", "scale")
+
+
+@torch.no_grad()
+def encoder_attention_at_init(
+    model: nn.Module, src: torch.Tensor, src_len: torch.Tensor
+) -> dict[str, float]:
+    """How peaked the encoder's self-attention is: mean entropy -sum w log w (nats) over every
+    block, head, example and real query; the mean ln n of uniform weights over the same valid
+    keys; and the mean logit spread (largest minus smallest score over a query's valid keys).
+
+    src (B, T) tokens, src_len (B,). Runs the encoder once in eval mode.
+    """
+    scores_seen: list[torch.Tensor] = []
+
+    def keep_scores(module, args, output):  # args: queries, keys, values, valid_lens
+        scores_seen.append(module.scores(args[0], args[1]))  # (B*h, T, T)
+
+    handles = [blk.attention.attention.register_forward_hook(keep_scores)
+               for blk in model.encoder.blks]
+    model.eval()
+    try:
+        model.encoder(src, src_len)
+    finally:
+        for h in handles:
+            h.remove()
+    T = src.shape[1]
+    heads = model.encoder.blks[0].attention.num_heads
+    valid = torch.arange(T)[None, :] < src_len[:, None]  # (B, T): real positions
+    keys_ok = valid.repeat_interleave(heads, dim=0)[:, None, :]  # (B*h, 1, T)
+    rows = valid.repeat_interleave(heads, dim=0)  # (B*h, T): real queries
+    ent, ln_n, spread = [], [], []
+    for s in scores_seen:
+        w = torch.softmax(s.masked_fill(~keys_ok, -math.inf), dim=-1)  # (B*h, T, T)
+        e = -(w * torch.log(w.clamp_min(1e-30))).sum(-1)  # (B*h, T)
+        gap = (s.masked_fill(~keys_ok, -math.inf).amax(-1)
+               - s.masked_fill(~keys_ok, math.inf).amin(-1))  # (B*h, T)
+        ent.append(e[rows])
+        spread.append(gap[rows])
+        ln_n.append(torch.log(keys_ok.sum(-1).expand(-1, T).float())[rows])
+    return {"entropy": torch.cat(ent).mean().item(), "ln_n": torch.cat(ln_n).mean().item(),
+            "spread": torch.cat(spread).mean().item()}
 
 
 class TinyCausalBlock(nn.Module):
@@ -249,8 +293,31 @@ class PlantedBlockC(TinyCausalBlock):
         return torch.triu(torch.ones(T, T, dtype=torch.bool))
 
 
+class PlantedBlockD(TinyCausalBlock):
+    """TinyCausalBlock with one bug, or none."""
+
+    def mask(self, T: int) -> torch.Tensor:
+        return torch.ones(T, T, dtype=torch.bool)
+
+
+class PlantedBlockE(TinyCausalBlock):
+    """TinyCausalBlock with one bug, or none."""
+
+    def add_norm(self, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        return self.ln(X + Y)
+
+
+class PlantedBlockF(TinyCausalBlock):
+    """TinyCausalBlock with one bug, or none."""
+
+    def scale(self) -> float:
+        return 1.0
+
+
 _PLANTED = {"A": ("scale", PlantedBlockA), "B": ("residual", PlantedBlockB),
-            "C": ("mask", PlantedBlockC)}
+            "C": ("mask", PlantedBlockC), "D": ("mask", PlantedBlockD),
+            "E": ("none", PlantedBlockE), "F": ("scale", PlantedBlockF)}
+BUG_NAMES = ("residual", "mask", "scale", "none")
 
 
 def _block_input(seed: int = 0, T: int = 6, d: int = 16) -> torch.Tensor:
@@ -317,76 +384,112 @@ def property_report() -> dict[str, dict[str, bool]]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _call(fn: Callable, args: tuple, signature: str) -> Any:
+    """fn(*args), with a clear message when the reader's function takes other arguments."""
+    try:
+        return fn(*args)
+    except TypeError as exc:
+        if "positional argument" in str(exc) and exc.__traceback__.tb_next is None:
+            raise ReaderError(f"your function must take the arguments {signature}.") from None
+        raise
+
+
+def _encoder_block_count(d: int, f: int) -> int:
+    """Parameters of TransformerEncoderBlock(d, f, h, ...): 4 d x d projections without biases,
+    FFN d -> f -> d with biases, two LayerNorms (scale and shift); h does not enter."""
+    return 4 * d * d + (d * f + f) + (f * d + d) + 2 * 2 * d
+
+
+# (d, f, heads): the book's block, others, and sizes far too large to build (4 d^2 floats alone
+# would need terabytes), so only a formula answers them.
+_BLOCK_SIZES = ((32, 64, 4), (48, 96, 6), (64, 256, 1), (12288, 49152, 96),
+                (2**20, 2**22, 64), (10**7, 4 * 10**7, 80))
+
+
 @self_check
-def check_encoder_block_parameters(count: Any) -> bool:
-    """Exercise 1 (predict first): parameters of TransformerEncoderBlock(32, 64, 4, 0.0)."""
-    blk = TransformerEncoderBlock(32, 64, 4, 0.0)
-    with torch.no_grad():
-        blk(torch.zeros(1, 1, 32))  # materialise the lazy layers
-    want = sum(p.numel() for p in blk.parameters())
+def check_encoder_block_parameters(fn: Any) -> bool:
+    """Exercise 1 (predict first): fn(d, f, h) -> parameters of TransformerEncoderBlock(d, f, h),
+    checked at sizes too large to build."""
+    if not callable(fn):
+        raise ReaderError("define a function block_parameters(d, f, h) that returns a number.")
+    ok = True
+    for d, f, h in _BLOCK_SIZES:
+        if (value := _call(fn, (d, f, h), "(d, f, h)")) is None:
+            raise ReaderError(
+                "your function returns None: replace the None in it with your formula."
+            )
+        got = as_number(value, f"block_parameters({d}, {f}, {h})")
+        ok = ok and got == _encoder_block_count(d, f)
     return check(
-        as_number(count, "your count") == want,
-        "count four parts: the attention's four 32 x 32 projections (no biases), the FFN's two "
-        "dense layers (32 -> 64 and 64 -> 32, each with a bias), and two LayerNorms (each has a "
-        "scale and a shift per feature).",
-        "Correct! The FFN holds about half of the block's parameters, although it never mixes "
-        "positions.",
+        ok,
+        "count four parts as functions of d and f: the attention's four d x d projections (no "
+        "biases), the FFN's two dense layers (d -> f and f -> d, each with a bias), and two "
+        "LayerNorms (each has a scale and a shift per feature). Does the number of heads change "
+        "any of them?",
+        "Correct! The heads split the projections, they do not add parameters; and the FFN holds "
+        "about half of the block's parameters, although it never mixes positions.",
     )
 
 
-def _as_bool_matrix(value: Any, T: int) -> torch.Tensor:
-    """The reader's mask as a (T, T) bool tensor, with a clear message otherwise."""
+def _as_bool_matrix(value: Any, shape: tuple[int, int], call: str) -> torch.Tensor:
+    """The reader's mask as a bool tensor of `shape`, with a clear message otherwise."""
     if value is None:
         raise ReaderError("your function returns None: replace the None in it with your code.")
     try:
         m = torch.as_tensor(np.asarray(value, dtype=float))
     except (TypeError, ValueError) as exc:
-        raise ReaderError(f"causal_mask({T}) must return a (T, T) matrix of True/False.") from exc
-    if m.shape != (T, T):
-        raise ReaderError(
-            f"causal_mask({T}) returned shape {tuple(m.shape)}; it must be ({T}, {T})."
-        )
+        raise ReaderError(f"{call} must return a matrix of True/False.") from exc
+    if tuple(m.shape) != shape:
+        raise ReaderError(f"{call} returned shape {tuple(m.shape)}; it must be {shape}.")
     if not torch.all((m == 0) | (m == 1)):
-        raise ReaderError(f"causal_mask({T}) must hold True/False (or 1/0) only.")
+        raise ReaderError(f"{call} must hold True/False (or 1/0) only.")
     return m.bool()
 
 
 @self_check
 def check_causal_mask(fn: Any) -> bool:
-    """Exercise 2: fn(T) -> the (T, T) bool mask of decoder self-attention (True = may see)."""
+    """Exercise 2: fn(T_new, T_past) -> the (T_new, T_past + T_new) bool mask of decoder
+    self-attention when T_past positions are already stored (True = may see)."""
     if not callable(fn):
-        raise ReaderError("define a function causal_mask(T) that returns a (T, T) matrix.")
+        raise ReaderError(
+            "define a function causal_mask(T_new, T_past) that returns a "
+            "(T_new, T_past + T_new) matrix."
+        )
     ok = True
-    for T in range(1, 9):
-        m = _as_bool_matrix(fn(T), T)
-        s = torch.arange(T)
-        ok = ok and torch.equal(m, s[None, :] <= s[:, None])
+    for t_new, t_past in ((1, 0), (4, 0), (1, 5), (3, 2), (2, 7), (6, 1)):
+        m = _as_bool_matrix(_call(fn, (t_new, t_past), "(T_new, T_past)"), (t_new, t_past + t_new),
+                            f"causal_mask({t_new}, {t_past})")
+        query_pos = t_past + torch.arange(t_new)  # absolute positions of the new queries
+        ok = ok and torch.equal(m, torch.arange(t_past + t_new)[None, :] <= query_pos[:, None])
     return check(
         bool(ok),
-        "rows are queries (decoder positions t), columns keys (positions s), both from 0. While "
-        "training, position t must predict token t + 1 without seeing it: which keys may it "
-        "see, and may it see itself?",
-        "Correct! It is what the decoder block's valid lengths 1, 2, ..., T say, row by row.",
+        "row r is the new query at absolute position T_past + r; column s is the key at absolute "
+        "position s (the stored ones first). Which keys may that query see, and may it see "
+        "itself? Try causal_mask(1, 5) (one new token after five stored ones) by hand first.",
+        "Correct! With no stored positions it is the training mask; with one new query it is a "
+        "row of all True. A mask aligned to the top-left corner instead is a classic decoding bug.",
     )
 
 
 @self_check
 def check_find_the_bug(answer: Any) -> bool:
-    """Exercise 3: a dict naming the bug of each planted block, e.g. {"A": "mask", ...}."""
+    """Exercise 3: a dict naming the bug of each block, e.g. {"A": "mask", ..., "F": "none"}."""
     if not isinstance(answer, dict) or set(answer) != set(_PLANTED):
-        raise ReaderError('answer with a dict {"A": ..., "B": ..., "C": ...}.')
+        raise ReaderError(
+            "answer with a dict with the keys " + ", ".join(map(repr, _PLANTED)) + "."
+        )
     for key, value in answer.items():
         if value not in BUG_NAMES:
             raise ReaderError(
                 f"block {key}: name its bug with one of {', '.join(map(repr, BUG_NAMES))}; "
                 f"got {value!r}."
             )
-    right = sum(answer[k] == bug for k, (bug, _) in _PLANTED.items())
     return check(
-        right == len(_PLANTED),
-        f"{right} of {len(_PLANTED)} right. Run ch09.property_report(): a wrong residual breaks "
-        "the normalised output, a wrong mask lets positions see the future, and a wrong scale "
-        "changes the weights only. One bug fails two tests.",
+        all(answer[k] == bug for k, (bug, _) in _PLANTED.items()),
+        "not every block is named right (the check does not say which). For each bug, work out "
+        "which of the three property tests it must break and which it cannot: a residual in the "
+        "wrong place, a mask that lets positions see the wrong keys, a wrong factor on the "
+        "scores. Then read ch09.property_report() row by row, or read the code with inspect.",
         "Correct! Each bug leaves the shapes right and the code running: only a property test "
         "finds it.",
     )

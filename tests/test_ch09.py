@@ -134,6 +134,9 @@ def test_property_tests_tell_the_blocks_apart(capsys):
     assert report["B"] == {"is_causal": True, "output_is_normalised": False,
                            "matches_sdpa": True}
     assert report["C"]["is_causal"] is False and report["C"]["matches_sdpa"] is False
+    assert report["D"]["is_causal"] is False and report["D"]["output_is_normalised"] is True
+    assert report["E"] == report["correct"]
+    assert report["F"] == report["A"]
 
 
 def test_correct_tiny_block_equals_a_float64_formula():
@@ -159,44 +162,107 @@ def test_correct_tiny_block_equals_a_float64_formula():
 # --- the self-checks -------------------------------------------------------------------------
 
 
+def _count_by_building(d, f, h):
+    """An independent reference: build the block, materialise it, count."""
+    from helpers.transformer import TransformerEncoderBlock
+
+    blk = TransformerEncoderBlock(d, f, h, 0.0)
+    with torch.no_grad():
+        blk(torch.zeros(1, 1, d))
+    return sum(p.numel() for p in blk.parameters())
+
+
 def test_encoder_block_parameters(capsys):
-    d, f = 32, 64
-    want = 4 * d * d + (d * f + f) + (f * d + d) + 2 * (2 * d)  # attention, FFN, 2 LayerNorms
-    assert want == 8416
-    assert _out(ch09.check_encoder_block_parameters, want, capsys)[0]
-    assert _out(ch09.check_encoder_block_parameters, float(want), capsys)[0]
-    ok, out = _out(ch09.check_encoder_block_parameters, want - 4 * d, capsys)
-    assert not ok and "Hint" in out and str(want) not in out
+    def formula(d, f, h):
+        return 4 * d * d + (d * f + f) + (f * d + d) + 2 * (2 * d)
+
+    for d, f, h in ((32, 64, 4), (48, 96, 6), (8, 40, 2)):  # the formula against a real block
+        assert formula(d, f, h) == _count_by_building(d, f, h)
+    assert formula(32, 64, 4) == 8416
+    assert _out(ch09.check_encoder_block_parameters, formula, capsys)[0]
+    assert _out(ch09.check_encoder_block_parameters,
+                lambda d, f, h: float(formula(d, f, h)), capsys)[0]
+    # the book's number alone, a formula with biases on the projections, one that counts heads
+    for wrong in (lambda d, f, h: 8416,
+                  lambda d, f, h: formula(d, f, h) + 4 * d,
+                  lambda d, f, h: formula(d, f, h) + h,
+                  lambda d, f, h: 4 * d * d + 2 * d * f + 4 * d):
+        ok, out = _out(ch09.check_encoder_block_parameters, wrong, capsys)
+        assert not ok and "Hint" in out and "8416" not in out and "8,416" not in out
+    # building the block cannot answer the sizes the check asks about
+    ok, out = _out(ch09.check_encoder_block_parameters,
+                   lambda d, f, h: 1 / 0 if d > 10_000 else _count_by_building(d, f, h), capsys)
+    assert not ok and "Not yet" in out
+    ok, out = _out(ch09.check_encoder_block_parameters, lambda d, f, h: "many", capsys)
+    assert not ok and "number" in out
+    ok, out = _out(ch09.check_encoder_block_parameters, 8416, capsys)
+    assert not ok and "function" in out
     ok, out = _out(ch09.check_encoder_block_parameters, None, capsys)
     assert not ok and REPLACE_NONE in out
 
 
+def _reference_mask(t_new, t_past):
+    """Loops, from the definition: new query r sits at absolute position t_past + r."""
+    return [[t_past + r >= s for s in range(t_past + t_new)] for r in range(t_new)]
+
+
 def test_causal_mask(capsys):
+    assert _out(ch09.check_causal_mask, _reference_mask, capsys)[0]
     assert _out(ch09.check_causal_mask,
-                lambda T: torch.tril(torch.ones(T, T, dtype=torch.bool)), capsys)[0]
-    assert _out(ch09.check_causal_mask,
-                lambda T: [[int(s <= t) for s in range(T)] for t in range(T)], capsys)[0]
-    ok, out = _out(ch09.check_causal_mask,
-                   lambda T: torch.triu(torch.ones(T, T, dtype=torch.bool)), capsys)
-    assert not ok and "Hint" in out
-    ok, out = _out(ch09.check_causal_mask, lambda T: torch.ones(T, T).tril(-1), capsys)
-    assert not ok and "Hint" in out  # strictly lower: a position must see itself
-    ok, out = _out(ch09.check_causal_mask, lambda T: None, capsys)
+                lambda n, p: torch.ones(n, n + p, dtype=torch.bool).tril(p), capsys)[0]
+    wrong = (
+        lambda n, p: torch.ones(n, n + p, dtype=torch.bool).tril(),  # aligned top-left
+        lambda n, p: torch.ones(n, n + p, dtype=torch.bool).tril(p - 1),  # cannot see itself
+        lambda n, p: torch.ones(n, n + p, dtype=torch.bool).triu(p),
+        lambda n, p: torch.ones(n, n + p, dtype=torch.bool),
+    )
+    for fn in wrong:
+        ok, out = _out(ch09.check_causal_mask, fn, capsys)
+        assert not ok and "Hint" in out
+    ok, out = _out(ch09.check_causal_mask, lambda n, p: None, capsys)
     assert not ok and "replace the None" in out
-    ok, out = _out(ch09.check_causal_mask, lambda T: torch.ones(T, T + 1), capsys)
+    ok, out = _out(ch09.check_causal_mask, lambda n, p: torch.ones(n, n).tril(), capsys)
     assert not ok and "shape" in out
+    ok, out = _out(ch09.check_causal_mask, lambda n, p: np.full((n, n + p), 2), capsys)
+    assert not ok and "True/False" in out
+    ok, out = _out(ch09.check_causal_mask, lambda T: torch.ones(T, T), capsys)
+    assert not ok and "Not yet" in out  # a one-argument function
     ok, out = _out(ch09.check_causal_mask, None, capsys)
     assert not ok and REPLACE_NONE in out
 
 
+def _bugs_from_properties(report):
+    """Name each block's bug from the property table alone (residual: output not normalised;
+    mask: not causal; scale: weights differ from SDPA but causal; none: passes all)."""
+    names = {}
+    for block, row in report.items():
+        if block == "correct":
+            continue
+        if not row["output_is_normalised"]:
+            names[block] = "residual"
+        elif not row["is_causal"]:
+            names[block] = "mask"
+        elif not row["matches_sdpa"]:
+            names[block] = "scale"
+        else:
+            names[block] = "none"
+    return names
+
+
 def test_find_the_bug(capsys):
-    right = {"A": "scale", "B": "residual", "C": "mask"}
+    right = _bugs_from_properties(ch09.property_report())
+    capsys.readouterr()
+    assert right == {"A": "scale", "B": "residual", "C": "mask", "D": "mask", "E": "none",
+                     "F": "scale"}
     assert _out(ch09.check_find_the_bug, right, capsys)[0]
-    ok, out = _out(ch09.check_find_the_bug, {"A": "mask", "B": "residual", "C": "scale"}, capsys)
-    assert not ok and "Hint" in out and "1 of 3" in out
-    ok, out = _out(ch09.check_find_the_bug, {"A": "typo", "B": "residual", "C": "scale"}, capsys)
+    for key, bug in (("A", "mask"), ("E", "scale"), ("D", "none")):
+        ok, out = _out(ch09.check_find_the_bug, {**right, key: bug}, capsys)
+        assert not ok and "Hint" in out and " of 6" not in out and "5 of" not in out
+    ok, out = _out(ch09.check_find_the_bug, {**right, "A": "typo"}, capsys)
     assert not ok and "one of" in out
-    ok, out = _out(ch09.check_find_the_bug, ["scale", "residual", "mask"], capsys)
+    ok, out = _out(ch09.check_find_the_bug, {k: v for k, v in right.items() if k != "F"}, capsys)
+    assert not ok and "keys" in out
+    ok, out = _out(ch09.check_find_the_bug, list(right.values()), capsys)
     assert not ok and "dict" in out
     ok, out = _out(ch09.check_find_the_bug, None, capsys)
     assert not ok and REPLACE_NONE in out
