@@ -5,7 +5,7 @@ PyTorch's fused attention.
     python benchmarks/llm_attention.py            # both tables
     python benchmarks/llm_attention.py --quick    # smaller sizes, no torch.compile
 
-Decode: a GQAGPT (llm.py) of width 512, 8 query heads, 6 layers, untrained (speed does not depend
+Decode: a GQAGPT (llm.py) of width 512, 8 query heads, 4 layers, untrained (speed does not depend
 on the weights), float32, a prompt of `--context` tokens, then 32 tokens one at a time with the
 growing KV cache; the best of 3 runs. FlexAttention: causal + sliding window (256) + 4 sinks on
 (batch 1, 8 heads, n, 64), forward pass; eager materialises the scores, compiled fuses (its first
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         decode_table(256, 8, 2, args.context or 256, [1, 8])
         flex_table([256, 512], compile_too=False)
     else:
-        decode_table(512, 8, 6, args.context or 1024, [1, 8, 32])
+        decode_table(512, 8, 4, args.context or 512, [1, 8, 32])
         flex_table([512, 1024, 2048], compile_too=True)
     return 0
 
