@@ -19,14 +19,14 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from helpers.attention import MultiHeadAttention, masked_softmax
-from helpers.explorer import ReaderError, as_number, build_explorer, check, self_check
+from helpers.explorer import as_number, build_explorer, check, self_check
 from helpers.transformer import LearnedPositionalEmbedding, PositionalEncoding, apply_rotary
 
 __all__ = [
     "EXPLORER_DEMOS",
     "OffsetAttention",
     "PositionQueryReverser",
-    "check_positions_and_shuffles",
+    "check_shift_trace",
     "check_rope_angle",
     "check_sinusoid_dot",
     "check_slowest_wavelength",
@@ -207,7 +207,8 @@ def encoding_explorer(
     num_positions: int = 64, dims: tuple[int, ...] = (8, 16, 32, 64, 128)
 ) -> widgets.VBox:
     """Pick the encoding, d, a frequency index i and a position m; see sin/cos of frequency i over
-    positions and a similarity against n that depends on n - m only.
+    positions and a similarity against n that depends on n - m only. The slider for i runs over
+    the d/2 frequencies of the chosen d (its maximum follows d).
 
     - "sinusoidal": P[m]·P[n] / (d/2); `term` is frequency i's share, cos((n - m)·ω_i).
     - "rotary": the score of one fixed random query rotated to position m with one fixed random key
@@ -319,7 +320,7 @@ def encoding_explorer(
         "i": widgets.IntSlider(
             value=0,
             min=0,
-            max=max(dims) // 2 - 1,
+            max=dims[min(2, len(dims) - 1)] // 2 - 1,  # d/2 frequencies; follows d below
             description="frequency i",
             continuous_update=True,
         ),
@@ -331,6 +332,10 @@ def encoding_explorer(
             continuous_update=True,
         ),
     }
+    def bound_i(change: dict) -> None:  # frequencies 0 .. d/2 - 1 exist for the chosen d
+        controls["i"].max = change["new"] // 2 - 1
+
+    controls["d"].observe(bound_i, names="value")  # before the redraw's observer
     return build_explorer(controls, draw, title="Positions: waves and similarity by offset")
 
 
@@ -344,15 +349,18 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"encoding": encoding_ex
 
 @self_check
 def check_slowest_wavelength(wavelength: Any) -> bool:
-    """Exercise 1 (predict first): the wavelength, in positions, of the slowest sinusoid, d = 64."""
-    d = 64
-    want = 2 * math.pi * 10000 ** ((d - 2) / d)
+    """Exercise 1 (predict first): the wavelength, in positions, of the slowest pair of a
+    rotary/sinusoidal table with d = 128 and base 500,000 (Llama 3's heads)."""
+    d, base = 128, 500_000
+    want = 2 * math.pi * base ** ((d - 2) / d)
     got = as_number(wavelength, "wavelength")
     return check(
         abs(got - want) <= 0.005 * want,
-        "the slowest pair is the last one, i = d/2 - 1; its angle at position t is t·ω_i, and a "
-        "wave repeats when its angle grows by 2π.",
-        "Correct! Far longer than any sequence here: on short inputs this pair barely moves.",
+        "the slowest pair is the last one, i = d/2 - 1, with ω_i = base^(-2i/d) for this table's "
+        "base (not 10000); its angle at position t is t·ω_i, and a wave repeats when its angle "
+        "grows by 2π.",
+        "Correct! A larger base stretches every slow wave: the slowest pair hardly turns over a "
+        "whole long context.",
     )
 
 
@@ -372,38 +380,40 @@ def check_sinusoid_dot(dot: Any) -> bool:
 
 @self_check
 def check_rope_angle(angle: Any) -> bool:
-    """Exercise 3: the angle (radians) by which RoPE turns pair i = 1 at position m = 5, d = 8."""
-    x = torch.zeros(6, 8, dtype=torch.float64)
-    x[:, 2] = 1.0  # pair 1 = (x[2], x[3]) starts as (1, 0)
-    turned = apply_rotary(x)[5]  # position 5
-    want = math.atan2(float(turned[3]), float(turned[2]))
+    """Exercise 3: the one angle (radians) that turns pair i = 1 of an unrotated query so that its
+    plain dot product with the unrotated key equals the RoPE score of the query at m = 12 and the
+    key at n = 5 (d = 8, base 10000). Either sign is accepted, modulo 2π."""
+    m, n, d, i = 12, 5, 8, 1
+    # (q R(m)) · (k R(n)) = q R(m - n) · k: the angle of R(m - n) on pair i, read off apply_rotary
+    x = torch.zeros(m - n + 1, d, dtype=torch.float64)
+    x[:, 2 * i] = 1.0
+    turned = apply_rotary(x)[m - n]
+    want = math.atan2(float(turned[2 * i + 1]), float(turned[2 * i]))
+    got = as_number(angle, "angle")
+    gap = min(abs(math.remainder(got - s * want, 2 * math.pi)) for s in (1, -1))
     return check(
-        abs(as_number(angle, "angle") - want) <= 1e-3,
-        "pair i turns by position × base^(-2i/d), with base = 10000; give radians.",
-        "Correct! Pair 0 would turn by 5 rad at the same position: fast pairs spin, slow pairs "
-        "barely move.",
+        gap <= 1e-3,
+        "RoPE turns the query's pair by m·ω_i and the key's by n·ω_i, with ω_i = 10000^(-2i/d). "
+        "The score only feels how far the two are turned against each other: which angle is "
+        "that? Give radians.",
+        "Correct! The positions 12 and 5 entered only through their offset, 7.",
     )
 
 
 @self_check
-def check_positions_and_shuffles(still_equivariant: Any) -> bool:
-    """Exercise 4 (predict first): with sinusoidal positions added to X before self-attention,
-    is shuffling the tokens still the same as shuffling the outputs? True or False."""
-    if not isinstance(still_equivariant, bool):
-        raise ReaderError("answer True or False.")
-    add_positions = PositionalEncoding(16, 0.0, max_len=6)
-    perm = torch.tensor([3, 0, 5, 1, 4, 2])
-    with torch.random.fork_rng(), torch.no_grad():  # leave the reader's random state alone
-        torch.manual_seed(0)
-        mha = MultiHeadAttention(16, 2).eval()
-        X = torch.randn(1, 6, 16)  # (1, 6, 16)
-        Z, Z_shuffled = add_positions(X), add_positions(X[:, perm])  # positions 0..5 both times
-        Y, Y_shuffled = mha(Z, Z, Z), mha(Z_shuffled, Z_shuffled, Z_shuffled)
-    want = bool(torch.allclose(Y_shuffled, Y[:, perm], atol=1e-5))
+def check_shift_trace(trace: Any) -> bool:
+    """Exercise 4 (predict first): the trace of the (16, 16) matrix M with p_m M = p_(m-1) for
+    every position m of the sinusoidal table, d = 16."""
+    d = 16
+    omegas = [10000 ** (-2 * i / d) for i in range(d // 2)]
+    want = sum(2 * math.cos(w) for w in omegas)  # one 2 x 2 rotation by -ω_i per pair
     return check(
-        still_equivariant == want,
-        "after the shuffle, which position's vector does the token that was at position 0 get? "
-        "Is the input of each token still the same vector as before the shuffle?",
-        "Correct! Each token now carries the position it stands at, so a shuffle changes the "
-        "inputs themselves, not only their order: attention can tell the orders apart.",
+        abs(as_number(trace, "trace") - want) <= 1e-3,
+        "section 8.4: moving one position turns each sin/cos pair by its own angle, and leaves "
+        "the other pairs alone. So M is block-diagonal: what is the trace of a 2 x 2 rotation? "
+        "You can check your prediction afterwards by solving P[1:] @ M = P[:-1] with "
+        "torch.linalg.lstsq on a float64 table of a few thousand positions (the slow pairs must "
+        "turn enough to be told apart).",
+        "Correct! One fixed matrix moves every position back by one: the same map at position 5 "
+        "and at position 500.",
     )

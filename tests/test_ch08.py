@@ -146,6 +146,39 @@ def test_encoding_explorer_draws_the_similarity_of_every_control():
         ch08.encoding_explorer(dims=(7,))
 
 
+def test_encoding_explorer_every_control_changes_the_state_over_its_whole_range():
+    box = ch08.encoding_explorer(num_positions=40, dims=(8, 16, 32))
+    ctl = box.controls
+    assert ctl["i"].max == 32 // 2 - 1  # the default d is the third
+    for encoding in ("sinusoidal", "rotary"):
+        ctl["encoding"].value = encoding
+        for d in (32, 8, 16):  # down, then up: the slider's range follows d both ways
+            ctl["d"].value = d
+            assert (ctl["i"].min, ctl["i"].max) == (0, d // 2 - 1)
+            assert box.state["i"] <= d // 2 - 1
+            seen = []
+            for i in range(ctl["i"].max + 1):  # every value the slider offers
+                ctl["i"].value = i
+                s = box.state
+                assert s["i"] == i and s["d"] == d
+                seen.append((s["wavelength"], s["term"].tobytes()))
+            assert len(set(seen)) == len(seen)  # each i draws something new
+        sims = []
+        for m in range(ctl["m"].min, ctl["m"].max + 1):
+            ctl["m"].value = m
+            sims.append(box.state["similarity"].tobytes())
+        assert len(set(sims)) == len(sims)
+    states = []
+    for d in ctl["d"].options:
+        ctl["d"].value = d
+        states.append(box.state["similarity"].tobytes())
+    assert len(set(states)) == len(states)
+    ctl["encoding"].value = "sinusoidal"
+    before = box.state["similarity"].copy()
+    ctl["encoding"].value = "rotary"
+    assert not np.allclose(before, box.state["similarity"])
+
+
 def _rotate(x: np.ndarray, pos: int) -> np.ndarray:
     """RoPE from its definition, in float64: pair (x[2j], x[2j+1]) turned by pos·10000^(-2j/d)."""
     out = x.copy()
@@ -196,11 +229,19 @@ def test_explorer_demos_build():
 
 
 def test_check_slowest_wavelength(capsys):
-    want = 2 * math.pi * 10000 ** (62 / 64)  # the last pair, i = 31, of d = 64
+    # independent: the smallest period of the last column of a base-500000 table, from angles
+    d, base = 128, 500_000
+    omega = np.float64(base) ** (-(d - 2) / d)
+    want = 2 * math.pi / omega
+    assert want == pytest.approx(2 * math.pi * base ** (126 / 128))
     assert _out(ch08.check_slowest_wavelength, want, capsys)[0]
-    assert _out(ch08.check_slowest_wavelength, int(round(want)), capsys)[0]
-    ok, out = _out(ch08.check_slowest_wavelength, 2 * math.pi * 10000, capsys)
-    assert not ok and "Hint" in out and str(int(want)) not in out
+    assert _out(ch08.check_slowest_wavelength, want * 1.004, capsys)[0]
+    for wrong in (2 * math.pi * 10000 ** (126 / 128),  # the chapter's base
+                  2 * math.pi * base, 2 * math.pi * base ** (124 / 128), want / (2 * math.pi)):
+        ok, out = _out(ch08.check_slowest_wavelength, wrong, capsys)
+        assert not ok and "Hint" in out and str(int(want)) not in out
+    ok, out = _out(ch08.check_slowest_wavelength, "long", capsys)
+    assert not ok and "number" in out
     assert _out(ch08.check_slowest_wavelength, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
@@ -214,21 +255,53 @@ def test_check_sinusoid_dot(capsys):
     assert _out(ch08.check_sinusoid_dot, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
+def _rope_score(q, k, m, n):
+    """RoPE score by hand: rotate each pair (x[2i], x[2i+1]) of q by m·ω_i and of k by n·ω_i."""
+    d = len(q)
+    out = 0.0
+    for i in range(d // 2):
+        w = 10000 ** (-2 * i / d)
+        qa, qb = q[2 * i], q[2 * i + 1]
+        ka, kb = k[2 * i], k[2 * i + 1]
+        cm, sm, cn, sn = math.cos(m * w), math.sin(m * w), math.cos(n * w), math.sin(n * w)
+        qr = (qa * cm - qb * sm, qa * sm + qb * cm)
+        kr = (ka * cn - kb * sn, ka * sn + kb * cn)
+        out += qr[0] * kr[0] + qr[1] * kr[1]
+    return out
+
+
 def test_check_rope_angle(capsys):
-    want = 5 * 10000 ** (-2 / 8)  # 0.5 rad
-    assert _out(ch08.check_rope_angle, want, capsys)[0]
-    assert _out(ch08.check_rope_angle, torch.tensor(want), capsys)[0]
-    ok, out = _out(ch08.check_rope_angle, 5.0, capsys)
-    assert not ok and "Hint" in out and "0.5" not in out
+    want = 7 * 10000 ** (-2 / 8)  # offset 12 - 5 = 7 on pair 1: 0.7 rad
+    # independent: on pair 1 alone, the RoPE score equals the plain score with q turned by want
+    q, k = [0, 0, 0.3, -1.2, 0, 0, 0, 0], [0, 0, 0.8, 0.5, 0, 0, 0, 0]
+    c, s = math.cos(want), math.sin(want)
+    turned = (q[2] * c - q[3] * s, q[2] * s + q[3] * c)
+    assert _rope_score(q, k, 12, 5) == pytest.approx(turned[0] * k[2] + turned[1] * k[3])
+    for right in (want, -want, want + 2 * math.pi, 2 * math.pi - want, torch.tensor(want)):
+        assert _out(ch08.check_rope_angle, right, capsys)[0]
+    for wrong in (12 * 10000 ** (-2 / 8), 5 * 10000 ** (-2 / 8), 7.0, 17 * 10000 ** (-2 / 8)):
+        ok, out = _out(ch08.check_rope_angle, wrong, capsys)
+        assert not ok and "Hint" in out and "0.7" not in out
+    ok, out = _out(ch08.check_rope_angle, [0.7], capsys)
+    assert not ok and "number" in out
     assert _out(ch08.check_rope_angle, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
-def test_check_positions_and_shuffles(capsys):
-    state = torch.random.get_rng_state()
-    assert _out(ch08.check_positions_and_shuffles, False, capsys)[0]
-    assert torch.equal(torch.random.get_rng_state(), state)  # the reader's seed is untouched
-    ok, out = _out(ch08.check_positions_and_shuffles, True, capsys)
-    assert not ok and "Hint" in out and "False" not in out
-    ok, out = _out(ch08.check_positions_and_shuffles, "no", capsys)
-    assert not ok and "True or False" in out
-    assert _out(ch08.check_positions_and_shuffles, None, capsys) == (False, REPLACE_NONE + "\n")
+def test_check_shift_trace(capsys):
+    # independent: solve P[1:] M = P[:-1] on a float64 table by least squares
+    T, d = 5000, 16  # long enough for the slow pairs to turn: a well-conditioned table
+    t = np.arange(T)[:, None]
+    omegas = 10000.0 ** (-np.arange(0, d, 2) / d)
+    P = np.zeros((T, d))
+    P[:, 0::2], P[:, 1::2] = np.sin(t * omegas), np.cos(t * omegas)
+    M = np.linalg.lstsq(P[1:], P[:-1], rcond=None)[0]
+    assert np.allclose(P[1:] @ M, P[:-1], atol=1e-8)
+    want = float(np.trace(M))
+    assert want == pytest.approx(2 * np.cos(omegas).sum(), abs=1e-6)
+    assert _out(ch08.check_shift_trace, want, capsys)[0]
+    for wrong in (float(np.cos(omegas).sum()), 16.0, 0.0, float(2 * np.sin(omegas).sum())):
+        ok, out = _out(ch08.check_shift_trace, wrong, capsys)
+        assert not ok and "Hint" in out and f"{want:.2f}" not in out
+    ok, out = _out(ch08.check_shift_trace, "sixteen", capsys)
+    assert not ok and "number" in out
+    assert _out(ch08.check_shift_trace, None, capsys) == (False, REPLACE_NONE + "\n")
