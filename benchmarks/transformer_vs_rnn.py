@@ -39,7 +39,7 @@ def build(name: str, vocab_size: int) -> nn.Module:
     if name == "GRU + attention":
         return s2s.make_seq2seq(vocab_size, 32, 64, attention=True, bidirectional=True)
     model = tfm.make_transformer_seq2seq(vocab_size)
-    with torch.no_grad():  # as in chapter 9: token and position parts of equal size
+    with torch.no_grad():  # as in chapter 9: token and position parts of comparable size
         for emb in (model.encoder.embedding, model.decoder.embedding):
             nn.init.normal_(emb.weight, std=emb.embedding_dim**-0.5)
     return model
