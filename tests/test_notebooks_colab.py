@@ -50,6 +50,11 @@ def _run_setup_cell(source: str, monkeypatch: pytest.MonkeyPatch, on_colab: bool
         calls.append((args, kwargs))
         return subprocess.CompletedProcess(args[0] if args else kwargs.get("args"), 0, b"", b"")
 
+    # The cell imports torch to check its version. Importing torch the first time may run torch's
+    # own helpers (a CUDA build asks ldconfig for libraries): not the cell's doing, so import it
+    # before the subprocess functions are replaced.
+    import torch  # noqa: F401
+
     monkeypatch.setattr(subprocess, "run", fake_run)
     for name in ("call", "check_call", "check_output", "Popen"):
         monkeypatch.setattr(subprocess, name, _forbidden(name))
