@@ -266,3 +266,35 @@ def test_find_the_bug(capsys):
     assert not ok and "dict" in out
     ok, out = _out(ch09.check_find_the_bug, None, capsys)
     assert not ok and REPLACE_NONE in out
+
+
+# --- the untrained attention, measured -------------------------------------------------------
+
+
+def test_encoder_attention_at_init_against_the_blocks_by_hand():
+    model, data = _small_batch()
+    got = ch09.encoder_attention_at_init(model, data.src, data.src_len)
+    enc = model.encoder
+    d, heads = enc.num_hiddens, enc.blks[0].attention.num_heads
+    p = d // heads
+    with torch.no_grad():
+        X = enc.pos_encoding(enc.embedding(data.src) * d**0.5)  # (B, T, d)
+        ent, ln_n, spread = [], [], []
+        for blk in enc.blks:
+            att = blk.attention
+            for b, n in enumerate(data.src_len.tolist()):
+                x = X[b, :n].double()  # the real positions only
+                for h in range(heads):
+                    rows = slice(h * p, (h + 1) * p)
+                    q = x @ att.W_q.weight[rows].double().T  # (n, p)
+                    k = x @ att.W_k.weight[rows].double().T
+                    s = q @ k.T / p**0.5  # (n, n)
+                    w = torch.softmax(s, dim=-1)
+                    ent += (-(w * w.log()).sum(-1)).tolist()
+                    ln_n += [np.log(n)] * n
+                    spread += (s.max(-1).values - s.min(-1).values).tolist()
+            X = blk(X, data.src_len)
+    assert got["entropy"] == pytest.approx(np.mean(ent), abs=1e-4)
+    assert got["ln_n"] == pytest.approx(np.mean(ln_n), abs=1e-5)
+    assert got["spread"] == pytest.approx(np.mean(spread), abs=1e-4)
+    assert 0 < got["entropy"] <= got["ln_n"] + 1e-6
