@@ -142,7 +142,7 @@ def chapter8(seeds: list[int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--lrs", type=float, nargs="*", default=[0.001, 0.003, 0.01])
+    ap.add_argument("--lrs", type=float, nargs="*", default=[0.001, 0.003, 0.01, 0.03])
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--skip-ch08", action="store_true")
     args = ap.parse_args(argv)
