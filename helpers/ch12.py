@@ -506,6 +506,17 @@ def head_scores(model: nn.Module, texts: list[str], vocab: CharVocab,
     return {name: (sums[name] / counts[name]).float() for name in sums}
 
 
+def uniform_score(texts: list[str], pattern: Callable[[str], list[tuple[int, int]]],
+                  causal: bool) -> float:
+    """What a head spreading its weight evenly over the keys it may see would score on `pattern`
+    over `texts` (as `head_scores` measures): the mean over all (query q, key) pairs of
+    1 / (q + 1) for a causal head (query q sees keys 0..q), 1 / T for a bidirectional one."""
+    weights = [1 / (q + 1) if causal else 1 / len(t) for t in texts for q, _ in pattern(t)]
+    if not weights:
+        raise ValueError("the pattern gives no (query, key) pair on these texts")
+    return sum(weights) / len(weights)
+
+
 def heldout_windows(corpus, length: int, num: int | None = None) -> list[str]:
     """Disjoint windows of `length` characters of the held-out documents (normalised), in order."""
     out = []
@@ -552,6 +563,17 @@ def top_keys(weights, text: str) -> list[str]:
         raise ValueError(f"weights must be (T, T) for a text of T={len(text)} characters, got "
                          f"shape {w.shape}")
     return [f"{_show(text[q])}→{_show(text[int(w[q].argmax())])}" for q in range(len(text))]
+
+
+def strong_rows(weights, factor: float = 2.0):
+    """For each query row of `weights` (T, T), whether its largest weight is at least `factor`
+    times uniform over the keys the row may see (those with a weight > 0): a boolean (T,) array.
+    A causal head's query 0 sees one key only, so its row is never strong."""
+    import numpy as np
+
+    w = np.asarray(weights)
+    visible = (w > 0).sum(axis=1)  # (T,) keys each query may see
+    return w.max(axis=1) >= factor / np.maximum(visible, 1)
 
 
 def _sentence_figure(text: str):
@@ -623,13 +645,15 @@ def heads_explorer(panels: dict[str, list[tuple[str, list]]],
         fig, im, dots, title = figures[sentence]
         w = layers[layer][head]  # (T, T)
         im.set_data(w)
-        dots.set_data(w.argmax(axis=1), np.arange(len(text)))
+        keep = strong_rows(w)  # no dot on a row that is close to uniform
+        dots.set_data(w.argmax(axis=1)[keep], np.arange(len(text))[keep])
         line = f"{model}, layer {layer}, head {head}"
         if scores and model in scores:
             best = max(scores[model], key=lambda p: float(scores[model][p][layer][head]))
             line += (f": its highest score on held-out text is {best}, "
                      f"{float(scores[model][best][layer][head]):.2f}")
-        title.set_text(line + "\n(dots: the key each query weighs most)")
+        title.set_text(line + "\n(dots: the key each query weighs most, where that weight is "
+                       "at least twice uniform)")
         return fig, {"weights": w, "top": top_keys(w, text), "title": line}
 
     controls = {
@@ -706,7 +730,7 @@ def check_unchanged_positions(answer: Any, length: int = 128, prob: float = 0.15
 
 
 @self_check
-def check_uniform_bits(answer: Any, vocab_size: int = 99) -> bool:
+def check_uniform_bits(answer: Any, vocab_size: int = 60) -> bool:
     """Exercise 3: bits per character of a model that gives each of `vocab_size` tokens the
     same probability."""
     got = as_number(answer)
@@ -750,3 +774,54 @@ def check_bracket_pairs(answer: Any) -> bool:
                 hint = "each pair is (query = the ')', key = its '('): swap them."
             return check(False, hint)
     return check(True, "", "Correct: now score the heads with it (the cell below).")
+
+
+def _lookalike_data():
+    """GPT's attention on the explorer's six held-out sentences and its previous-character
+    scores over 40 held-out windows, as the notebook computes them."""
+    from helpers.text import load_corpus
+
+    corpus = load_corpus()
+    gpt, vocab = load_text_gpt()
+    weights = []
+    for s in heldout_sentences(corpus, num=6):
+        with torch.no_grad():
+            gpt(vocab.encode(s)[None])
+        weights.append([w[0].numpy() for w in gpt.attention_weights])
+    scores = head_scores(gpt, heldout_windows(corpus, 128, num=40), vocab)
+    return weights, scores["previous char"]
+
+
+@self_check
+def check_lookalike_head(answer: Any, weights: list | None = None, scores: Any = None,
+                         looks: float = 0.4, low: float = 0.5) -> bool:
+    """Exercise 5: a GPT head (layer, head) that looks like a previous-character head on one of
+    the explorer's sentences (on at least `looks` of its queries q >= 1 the most-weighted key is
+    q - 1) but whose previous-character score over held-out text is below `low`.
+    weights: per sentence, per layer (heads, T, T); scores: (layers, heads). Computed from the
+    shipped GPT when not given."""
+    import numpy as np
+
+    if not (isinstance(answer, (tuple, list)) and len(answer) == 2):
+        raise ReaderError("give a pair (layer, head), for example (3, 1).")
+    layer, head = (as_number(v, "layer and head") for v in answer)
+    if weights is None or scores is None:
+        weights, scores = _lookalike_data()
+    n_layers, n_heads = np.shape(scores)
+    if not (layer == int(layer) and head == int(head) and 0 <= layer < n_layers
+            and 0 <= head < n_heads):
+        raise ReaderError(f"layers count 0..{n_layers - 1} and heads 0..{n_heads - 1}.")
+    layer, head = int(layer), int(head)
+    shares = []
+    for layers in weights:
+        w = np.asarray(layers[layer])[head]  # (T, T)
+        shares.append(float((w[1:].argmax(axis=1) == np.arange(len(w) - 1)).mean()))
+    if float(np.asarray(scores)[layer, head]) >= low:
+        return check(False, "over held-out text this head really is a previous-character head "
+                            "(its score is high): look for one whose score is low.")
+    if max(shares) < looks:
+        return check(False, "on every sentence, fewer than 4 in 10 of this head's dots sit just "
+                            "left of the diagonal: it does not look like a previous-character "
+                            "head. Look through more layers and heads.")
+    return check(True, "", "Correct: on one sentence it looks like a previous-character head, yet "
+                           "over thousands of held-out positions it mostly looks elsewhere.")

@@ -131,11 +131,44 @@ def test_count_attention_in_the_real_depth_architectures():
         ch12.count_attention(torch.nn.Sequential(MultiHeadAttention(4, 2, 0.0)))
 
 
+def test_count_attention_kinds_match_what_each_module_can_see():
+    """Behaviour, not the table: change a later input and see whether an earlier query's output
+    moves. Bidirectional self-attention: it does; masked self-attention: it does not;
+    cross-attention: a change in the encoder's later positions reaches every decoder query."""
+    from helpers.transformer import TinyGPTBlock, TransformerDecoderBlock, TransformerEncoderBlock
+
+    torch.manual_seed(0)
+    d, T = 8, 5
+    X = torch.randn(1, T, d)
+    later = X.clone()
+    later[0, -1] += 1.0  # only the last position changes
+
+    def earlier_moves(f, a, b):
+        with torch.no_grad():
+            return not torch.allclose(f(a)[0, 0], f(b)[0, 0], atol=1e-6)
+
+    enc = TransformerEncoderBlock(d, 16, 2, 0.0).eval()
+    gpt_block = TinyGPTBlock(d, 2, 0.0).eval()
+    dec = TransformerDecoderBlock(d, 16, 2, 0.0, 0).eval()
+    memory = torch.randn(1, 6, d)
+    memory_later = memory.clone()
+    memory_later[0, -1] += 1.0
+    assert ch12.count_attention(enc) == {"self": 1, "masked self": 0, "cross": 0}
+    assert earlier_moves(lambda x: enc(x, None), X, later)  # "self": sees later positions
+    assert ch12.count_attention(gpt_block) == {"self": 0, "masked self": 1, "cross": 0}
+    assert not earlier_moves(gpt_block, X, later)  # "masked self": does not
+    assert ch12.count_attention(dec) == {"self": 0, "masked self": 1, "cross": 1}
+    assert not earlier_moves(lambda x: dec(x, [memory, None, [None]])[0], X, later)
+    assert earlier_moves(lambda m: dec(X, [m, None, [None]])[0], memory, memory_later)
+
+
 def test_attention_masks():
     m = ch12.attention_masks(4, 3, src_valid=3)
     assert m["bidirectional self"].tolist() == [[1, 1, 1, 0]] * 4
     assert m["causal self"].tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
-    assert m["encoder-to-decoder"].shape == (3, 4)
+    assert m["encoder-to-decoder"].tolist() == [[1, 1, 1, 0]] * 3
+    full = ch12.attention_masks(2, 3)
+    assert full["encoder-to-decoder"].tolist() == [[1, 1]] * 3
     with pytest.raises(ValueError, match="src_valid"):
         ch12.attention_masks(4, 3, src_valid=5)
 
@@ -184,6 +217,27 @@ def test_fill_in_and_last_position_evals_agree_with_direct_predictions(corpus):
     pos = torch.tensor([3, 7, 11, 15])
     first_window_nll = -logp[pos - 1, x[pos]].sum().item()
     assert 0 < first_window_nll
+    # a direct loop over both windows: GPT from the unmasked left context, BERT with the blanks
+    # masked, each blank scored on its own
+    gpt_nll = bert_nll = 0.0
+    gpt_right = bert_right = 0
+    for w in (docs[0][:16], docs[0][16:32]):
+        masked = w.clone()
+        masked[pos] = vocab.mask_id
+        with torch.no_grad():
+            lb = torch.log_softmax(bert(masked[None], pos[None])[0].double(), -1)  # (4, V)
+            for j, p in enumerate(pos.tolist()):
+                lg = torch.log_softmax(gpt(w[None, :p])[0, -1].double(), -1)  # (V,)
+                gpt_nll -= lg[w[p]].item()
+                bert_nll -= lb[j, w[p]].item()
+                gpt_right += int(lg.argmax() == w[p])
+                bert_right += int(lb[j].argmax() == w[p])
+    window_nll = -logp[pos - 1, x[pos]].sum().item()
+    assert window_nll == pytest.approx(first_window_nll)
+    assert out["gpt"]["bits"] == pytest.approx(gpt_nll / 8 / math.log(2), rel=1e-6)
+    assert out["bert"]["bits"] == pytest.approx(bert_nll / 8 / math.log(2), rel=1e-6)
+    assert out["gpt"]["accuracy"] == pytest.approx(gpt_right / 8)
+    assert out["bert"]["accuracy"] == pytest.approx(bert_right / 8)
     last = ch12.last_position_eval(gpt, bert, docs, vocab)
     assert last["predictions"] == 2
     with torch.no_grad():
@@ -191,6 +245,17 @@ def test_fill_in_and_last_position_evals_agree_with_direct_predictions(corpus):
                                -1)
     want = -lp[[0, 1], [docs[0][15], docs[0][31]]].mean().item() / math.log(2)
     assert last["gpt"]["bits"] == pytest.approx(want, rel=1e-6)
+    nll, right = 0.0, 0
+    for start in (0, 16):
+        w = docs[0][start : start + 16].clone()
+        target = int(w[-1])
+        w[-1] = vocab.mask_id
+        with torch.no_grad():
+            lb = torch.log_softmax(bert(w[None], torch.tensor([[15]]))[0, 0].double(), -1)
+        nll -= lb[target].item()
+        right += int(lb.argmax() == target)
+    assert last["bert"]["bits"] == pytest.approx(nll / 2 / math.log(2), rel=1e-6)
+    assert last["bert"]["accuracy"] == pytest.approx(right / 2)
 
 
 def test_heldout_sentences_and_windows(corpus):
@@ -227,7 +292,7 @@ def test_explorer_moves_with_its_controls():
 CHECKS = [
     (ch12.check_attention_total, 10, 7),
     (ch12.check_unchanged_positions, 1.9, 12.8),
-    (ch12.check_uniform_bits, math.log2(99), math.log(99)),
+    (ch12.check_uniform_bits, math.log2(60), math.log(60)),
 ]
 
 
@@ -267,3 +332,34 @@ def test_build_bert_starts_positions_from_the_sinusoidal_table():
                                     "num_blks": 1, "max_len": 10, "dropout": 0.0}, seed=0,
                                sinusoidal_start=False)
     assert d2l_like.encoder.pos_embedding.std() > 0.8  # d2l's randn start
+
+
+def test_lookalike_head_check(capsys):
+    # two heads, one sentence of 4 characters: head 0 looks at t - 1 on it, head 1 at itself
+    prev = torch.eye(4).roll(-1, 1).tril()
+    prev[0, 0] = 1.0
+    weights = [[torch.stack([prev, torch.eye(4)]).numpy()]]  # one sentence, one layer
+    assert ch12.check_lookalike_head(None, weights, [[0.2, 0.1]]) is False
+    assert ch12.check_lookalike_head((0, 0), weights, [[0.2, 0.1]]) is True
+    assert "Correct" in capsys.readouterr().out
+    assert ch12.check_lookalike_head((0, 0), weights, [[0.9, 0.1]]) is False  # high score
+    assert "score is high" in capsys.readouterr().out
+    assert ch12.check_lookalike_head((0, 1), weights, [[0.2, 0.1]]) is False  # does not look so
+    assert "Hint" in capsys.readouterr().out
+    assert ch12.check_lookalike_head((0, 5), weights, [[0.2, 0.1]]) is False
+    assert ch12.check_lookalike_head("0, 0", weights, [[0.2, 0.1]]) is False
+
+
+def test_uniform_score_and_strong_rows():
+    texts = ["abcd"]
+    assert ch12.uniform_score(texts, ch12.previous_char_pairs, causal=True) == pytest.approx(
+        (1 / 2 + 1 / 3 + 1 / 4) / 3)
+    assert ch12.uniform_score(texts, ch12.previous_char_pairs, causal=False) == 0.25
+    with pytest.raises(ValueError, match="no"):
+        ch12.uniform_score(["a"], ch12.previous_char_pairs, causal=True)
+    causal_uniform = torch.ones(3, 3).tril()
+    causal_uniform /= causal_uniform.sum(1, keepdim=True)
+    assert ch12.strong_rows(causal_uniform.numpy()).tolist() == [False, False, False]
+    rows = torch.tensor([[1.0, 0, 0, 0], [0.9, 0.1, 0, 0], [0.7, 0.1, 0.1, 0.1],
+                         [0.2, 0.3, 0.4, 0.1]])  # twice uniform: -, 1.0, 0.5, 0.5
+    assert ch12.strong_rows(rows.numpy()).tolist() == [False, False, True, False]
