@@ -820,8 +820,8 @@ def check_lookalike_head(answer: Any, weights: list | None = None, scores: Any =
         return check(False, "over held-out text this head really is a previous-character head "
                             "(its score is high): look for one whose score is low.")
     if max(shares) < looks:
-        return check(False, "on every sentence, fewer than 4 in 10 of this head's dots sit just "
-                            "left of the diagonal: it does not look like a previous-character "
-                            "head. Look through more layers and heads.")
+        return check(False, "on every sentence, fewer than 4 in 10 of this head's queries weigh "
+                            "the previous character most: it does not look like a "
+                            "previous-character head. Look through more layers and heads.")
     return check(True, "", "Correct: on one sentence it looks like a previous-character head, yet "
                            "over thousands of held-out positions it mostly looks elsewhere.")
