@@ -75,6 +75,10 @@ def flex_table(lengths: list[int], compile_too: bool) -> None:
     print(f"\nFlexAttention, causal + window {window} + {sinks} sinks, (1, {h}, n, {p}), "
           "forward ms")
     compiled = None
+    if compile_too and tuple(int(x) for x in torch.__version__.split(".")[:2]) < (2, 6):
+        print(f"  compiling FlexAttention for the CPU needs PyTorch >= 2.6 (this is "
+              f"{torch.__version__}): timing the eager version only")
+        compile_too = False
     if compile_too:
         try:
             compiled = torch.compile(flex_attention, dynamic=False)
@@ -108,8 +112,10 @@ def flex_row(n, h, p, window, sinks, flex_attention, create_block_mask, compiled
             print(f"  compiled FlexAttention failed: {type(err).__name__}: "
                   f"{str(err).splitlines()[0][:120]}")
             compiled = None
-    print(f"{n:>6} | {1000 * sdpa:>15.2f} | {1000 * eager:>10.2f} | {1000 * comp:>13.2f} | "
-          f"{compile_s:>9.1f}")
+    comp_ms = "-" if comp != comp else f"{1000 * comp:.2f}"  # comp != comp: NaN, not timed
+    comp_s = "-" if compile_s != compile_s else f"{compile_s:.1f}"
+    print(f"{n:>6} | {1000 * sdpa:>15.2f} | {1000 * eager:>10.2f} | {comp_ms:>13} | "
+          f"{comp_s:>9}")
     return compiled
 
 

@@ -35,8 +35,9 @@ __all__ = [
     "GQA_ASSET",
     "UPTRAIN",
     "check_decode_tokens_per_second",
-    "check_kv_bytes_per_token",
+    "check_kv_heads_for_budget",
     "check_prefix_lm_mask_mod",
+    "check_sink_weight",
     "check_visible_count",
     "decode_tokens_per_second",
     "heldout_sequences",
@@ -194,7 +195,8 @@ def kv_cache_explorer(batch: int = 1) -> widgets.VBox:
     x = np.array(CONTEXTS, dtype=float)
     (mha_line,) = ax.plot(x, x, "--", color="gray", lw=1, label="every head (MHA), no window")
     (line,) = ax.plot(x, x, "o-", color="tab:red", ms=4, label="your choice")
-    (weights_line,) = ax.plot(x, x, ":", color="tab:blue", lw=1.5, label="the weights (fp16)")
+    (weights_line,) = ax.plot(x, x, ":", color="tab:blue", lw=1.5,
+                              label="the weights as published (fp16)")
     (marker,) = ax.plot([x[0]], [1.0], "s", color="black", ms=8, mfc="none")
     ax.set(xscale="log", yscale="log", xlabel="context length (tokens)",
            ylabel=f"GiB (batch {batch}, fp16)")
@@ -354,20 +356,23 @@ def check_visible_count(answer: Any, query: int = 9, window: int = 4, num_sinks:
 
 
 @self_check
-def check_kv_bytes_per_token(answer: Any, num_layers: int = 40, num_kv_heads: int = 8,
-                             head_dim: int = 128, bytes_per_element: int = 2) -> bool:
-    """Exercise 2: fp16 KV-cache bytes per token of a model with 40 layers, 40 query heads and
-    8 key/value heads of width 128."""
+def check_kv_heads_for_budget(answer: Any, num_layers: int = 40, num_heads: int = 40,
+                              head_dim: int = 128, tokens: int = 32768,
+                              budget: int = 8 * 2**30, bytes_per_element: int = 2) -> bool:
+    """Exercise 2: the most key/value heads per layer (a divisor of num_heads) whose fp16 cache
+    for one sequence of `tokens` tokens fits in `budget` bytes."""
     got = as_number(answer)
-    want = 2 * num_layers * num_kv_heads * head_dim * bytes_per_element
-    hint = ("a key AND a value per key/value head and layer, head_dim numbers each, 2 bytes per "
-            "number; the query heads do not enter.")
-    if abs(got - want * 40 / num_kv_heads) < 1:
-        hint = "that counts every query head; only the key/value heads are cached."
-    elif abs(got - want / 2) < 1:
-        hint = "close: keys and values are both cached."
-    return check(abs(got - want) < 1, hint,
-                 "Correct: five times less than with a key/value head per query head.")
+    per_head = 2 * num_layers * head_dim * bytes_per_element * tokens  # one K/V head, all layers
+    fits = budget // per_head
+    want = max(g for g in range(1, num_heads + 1) if num_heads % g == 0 and g <= fits)
+    hint = ("first work out what ONE key/value head costs at this length, over all layers; then "
+            "remember how key/value heads are shared by the query heads.")
+    if got == fits and fits != want:
+        hint = "that many fit in memory, but can the query heads be split into that many groups?"
+    elif got > fits:
+        hint = "that cache would not fit in 8 GiB: check your bytes per head and token again."
+    return check(got == want, hint,
+                 "Correct: the budget and the grouping together decide the number.")
 
 
 PREFIX_CASES = ((8, 8, 3), (12, 12, 5), (6, 6, 0), (10, 10, 10))
@@ -418,9 +423,32 @@ def check_decode_tokens_per_second(answer: Any, num_params: float = 7e9,
     reads all fp16 weights of a 7-billion-parameter model from memory at 2 TB/s."""
     got = as_number(answer)
     want = bandwidth / (num_params * bytes_per_element)
-    hint = "each step reads every weight once: bytes per step = parameters * 2; divide the " \
-           "bandwidth by it."
+    hint = ("what must one decoding step read from memory, and how long does reading it take at "
+            "this bandwidth?")
     if abs(got - want * 2) <= 0.02 * want * 2:
         hint = "fp16 takes 2 bytes per parameter."
     return check(abs(got - want) <= 0.02 * want, hint,
                  "Correct: arithmetic does not enter; memory traffic sets the pace.")
+
+
+@self_check
+def check_sink_weight(answer: Any, model: GQAGPT, seqs: torch.Tensor, window: int = 16,
+                      num_sinks: int = 4, first: int = 32) -> bool:
+    """Exercise 5: the largest mean weight any head of `model` puts on key 0 from queries
+    first..n-1 of `seqs[:, :-1]`, with this window and these sinks (averaged over the batch and
+    the queries, per layer and head)."""
+    got = as_number(answer)
+    saved = model.window, model.num_sinks
+    try:
+        model.window, model.num_sinks = window, num_sinks
+        with torch.no_grad():
+            model(seqs[:, :-1])
+        per_head = torch.stack([w[:, :, first:, 0].mean((0, 2)) for w in model.attention_weights])
+    finally:
+        model.window, model.num_sinks = saved
+    want = per_head.max().item()
+    hint = (f"set the model's window and sinks first ({window} and {num_sinks}), then average the "
+            "weights on key 0 over the batch and the queries, one number per layer and head.")
+    return check(abs(got - want) <= 0.006, hint,
+                 f"Correct: compare it with 1 / {window + num_sinks}, the weight of a uniform "
+                 "head that sees only the window and the sinks.")

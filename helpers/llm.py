@@ -43,6 +43,7 @@ __all__ = [
     "flex_attention_eager",
     "from_tinygpt",
     "grouped_attention",
+    "kv_cache_allocated_bytes",
     "kv_cache_bytes",
     "kv_cache_bytes_per_token",
     "mask_from_mod",
@@ -271,9 +272,10 @@ PUBLISHED_CONFIGS: dict[str, ModelConfig] = {
         ModelConfig("Llama-3-8B", 32, 32, 8, 128, 8192, 8.0e9,
                     source="meta-llama/Meta-Llama-3-8B model card and config.json: 32 layers, "
                     "32 heads, 8 key/value heads, hidden 4096, 8192 positions"),
-        ModelConfig("Mistral-7B", 32, 32, 8, 128, 8192, 7.3e9, window=4096,
+        ModelConfig("Mistral-7B v0.1", 32, 32, 8, 128, 8192, 7.3e9, window=4096,
                     source="Jiang et al. 2023 (arXiv:2310.06825), Table 1: n_layers 32, n_heads "
-                    "32, n_kv_heads 8, head_dim 128, window_size 4096, context_len 8192"),
+                    "32, n_kv_heads 8, head_dim 128, window_size 4096, context_len 8192 (v0.1; "
+                    "v0.2 and later drop the window and read 32k tokens)"),
     )
 }
 
@@ -312,6 +314,18 @@ class GQAGPTBlock(nn.Module):
         if cache is not None and cache["size"] is not None:
             _cache_roll(cache, k, v, positions, window, num_sinks)
         return X + self.dropout(self.ffn(self.ln2(X)))
+
+
+def kv_cache_allocated_bytes(cache: list[dict]) -> int:
+    """Bytes of memory a KV cache's keys and values occupy, whole buffers included: a growing
+    GQAGPT cache is a view of a buffer allocated once for max_len positions."""
+    storages = {}
+    for c in cache:
+        for t in (c["k"], c["v"]):
+            if t is not None:
+                storage = t.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
 
 
 def _cache_append(cache: dict, k, v, positions):

@@ -80,9 +80,8 @@ def test_decode_tokens_per_second_runs(tiny):
     assert rate > 0 and math.isfinite(rate)
 
 
-@pytest.mark.skipif(not (resources.files("helpers") / "assets" / ch14.GQA_ASSET).is_file(),
-                    reason="the uptrained models are not shipped yet")
 def test_shipped_uptrained_models_load_and_beat_mean_pooling():
+    assert (resources.files("helpers") / "assets" / ch14.GQA_ASSET).is_file()  # it ships
     from helpers import ch12
 
     base, vocab = ch12.load_text_gpt()
@@ -109,13 +108,13 @@ def test_kv_cache_explorer_draws_the_formula():
     line = box.figure.axes[0].lines[1]
     np.testing.assert_allclose(line.get_ydata() * 2**30,
                                [min(c, 4096) * 2 * 32 * 128 * 2 for c in ch14.CONTEXTS])
-    box.controls["model"].value = "Mistral-7B"
+    box.controls["model"].value = "Mistral-7B v0.1"
     box.controls["kv_heads"].value = "as published"
     box.controls["window"].value = "as published"
     assert box.state["window"] == 4096 and box.state["cache_bytes"] == 4096 * 131072
     box.controls["window"].value = "none"
     assert box.state["window"] is None and box.state["cache_bytes"] == 32768 * 131072
-    assert "Mistral-7B" in box.figure.axes[0].get_title()
+    assert "Mistral-7B v0.1" in box.figure.axes[0].get_title()
 
 
 def test_mask_explorer_draws_the_mask_and_one_querys_keys():
@@ -137,6 +136,10 @@ def test_mask_explorer_draws_the_mask_and_one_querys_keys():
     box.controls["sinks"].value = 1
     box.controls["query"].value = 20  # its document starts at 14: sink 14, window 19-20
     assert box.state["visible"] == [14, 19, 20]
+    # written out by hand: window 2, 1 sink, documents 0-7, 8-13, 14-23 (rows 12-16)
+    rows = {12: [8, 11, 12], 13: [8, 12, 13], 14: [14], 15: [14, 15], 16: [14, 15, 16]}
+    for q, keys in rows.items():
+        assert box.state["mask"][q].nonzero()[0].tolist() == keys, q
 
 
 @pytest.mark.parametrize("name", sorted(ch14.EXPLORER_DEMOS))
@@ -149,7 +152,7 @@ def test_demos_build(name):
     "check,right,wrong",
     [
         (ch14.check_visible_count, 6, 4),
-        (ch14.check_kv_bytes_per_token, 2 * 40 * 8 * 128 * 2, 2 * 40 * 40 * 128 * 2),
+        (ch14.check_kv_heads_for_budget, 10, 12),  # 0.625 GiB per K/V head; 10 divides 40
         (ch14.check_decode_tokens_per_second, 2e12 / 14e9, 2e12 / 7e9),
     ],
 )
@@ -182,3 +185,28 @@ def test_prefix_lm_check(capsys):
     assert "bool tensor" in capsys.readouterr().out
     assert ch14.check_prefix_lm_mask_mod(right(3)) is False  # the mask_mod, not the factory
     assert "Not yet" in capsys.readouterr().out
+
+
+def test_kv_heads_budget_check_hints_at_the_grouping(capsys):
+    assert ch14.check_kv_heads_for_budget(12) is False  # 12 fit, but 40 heads do not split in 12
+    assert "groups" in capsys.readouterr().out
+    assert ch14.check_kv_heads_for_budget(13) is False
+    assert "not fit" in capsys.readouterr().out
+
+
+def test_sink_weight_check(capsys):
+    torch.manual_seed(0)
+    model = llm.GQAGPT(11, 16, 4, 2, 2, 48).eval()
+    seqs = torch.randint(0, 11, (3, 41))
+    model.window, model.num_sinks = 16, 4
+    with torch.no_grad():
+        model(seqs[:, :-1])
+    want = max(w[:, :, 32:, 0].mean((0, 2)).max().item() for w in model.attention_weights)
+    model.window, model.num_sinks = None, 0
+    assert ch14.check_sink_weight(round(want, 2), model, seqs) is True
+    assert "Correct" in capsys.readouterr().out
+    assert (model.window, model.num_sinks) == (None, 0)  # restored
+    assert ch14.check_sink_weight(want + 0.05, model, seqs) is False
+    out = capsys.readouterr().out
+    assert "Not yet" in out and f"{want:.2f}" not in out
+    assert ch14.check_sink_weight(None, model, seqs) is False

@@ -160,7 +160,22 @@ def test_kv_cache_formula_equals_the_bytes_of_real_caches():
         with torch.no_grad():
             model(tokens, cache)
         per_token = llm.kv_cache_bytes_per_token(2, kv, 8, bytes_per_element=4)
-        assert kv_cache_nbytes(cache) == per_token * 3 * 25
+        assert kv_cache_nbytes(cache) == per_token * 3 * 25  # what the cache holds
+        # what it allocates: TinyGPT grows with torch.cat (exactly what it holds); GQAGPT
+        # writes into a buffer allocated once for max_len = 40 positions
+        allocated = per_token * 3 * (25 if kv == 6 else 40)
+        assert llm.kv_cache_allocated_bytes(cache) == allocated
+    # a cache appended with torch.cat by hand, independent of both models: 2 layers, 3 K/V
+    # heads of width 8, batch 3, 5 steps of 5 tokens, float32
+    appended = [{"k": None, "v": None} for _ in range(2)]
+    for _ in range(5):
+        for c in appended:
+            for name in ("k", "v"):
+                new_kv = torch.zeros(3, 3, 5, 8)
+                c[name] = new_kv if c[name] is None else torch.cat((c[name], new_kv), dim=2)
+    per_token = llm.kv_cache_bytes_per_token(2, 3, 8, bytes_per_element=4)
+    assert llm.kv_cache_allocated_bytes(appended) == per_token * 3 * 25
+    assert per_token * 3 * 25 == 2 * 2 * 3 * 25 * 3 * 8 * 4  # (k, v) x layers x batch x ...
     with pytest.raises(ValueError, match="head_dim"):
         llm.kv_cache_bytes_per_token(2, 2, 0)
     with pytest.raises(TypeError, match="bytes_per_element"):
@@ -171,9 +186,9 @@ def test_published_configurations_and_windowed_cache_bytes():
     c = llm.PUBLISHED_CONFIGS
     assert c["Llama-2-7B"].bytes_per_token() == 512 * 1024
     assert c["Llama-2-70B"].bytes_per_token() == 320 * 1024
-    assert c["Llama-3-8B"].bytes_per_token() == c["Mistral-7B"].bytes_per_token() == 128 * 1024
+    assert c["Llama-3-8B"].bytes_per_token() == c["Mistral-7B v0.1"].bytes_per_token() == 128 * 1024
     assert c["GPT-2 small"].bytes_per_token() == 36 * 1024
-    mistral = c["Mistral-7B"]
+    mistral = c["Mistral-7B v0.1"]
     assert llm.kv_cache_bytes(mistral, 100_000) == 4096 * 128 * 1024  # the window caps it
     assert llm.kv_cache_bytes(mistral, 1000, batch=3) == 3 * 1000 * 128 * 1024
     assert llm.kv_cache_bytes(c["Llama-2-7B"], 10, num_kv_heads=1) == 10 * 16 * 1024
@@ -310,6 +325,15 @@ def test_cost_model_counts_flops_and_bytes():
     assert one["flops"] == pytest.approx(2 * 6.7e9 + attn)
     assert one["bytes"] == pytest.approx(2 * 6.7e9 + 4096 * 512 * 1024)
     assert one["intensity"] == pytest.approx(one["flops"] / one["bytes"])
+    # from first principles (Touvron et al. 2023): 32 layers of width 4096, feed-forward 11008
+    # (three matrices), vocabulary 32000 in and out; 2 FLOPs per weight of a matrix-vector
+    # product, plus scores and weighted sum (2 + 2 FLOPs per key, layer and hidden unit) over
+    # 4096 cached tokens; fp16 bytes: every weight, plus keys and values of 4096 tokens
+    weights = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008) + 2 * 32000 * 4096  # about 6.74e9
+    flops = 2 * weights + 32 * 4096 * (2 + 2) * 4096  # about 15.6 GFLOP
+    nbytes = 2 * weights + 4096 * 32 * 2 * 4096 * 2  # about 15.6 GB
+    assert one["flops"] == pytest.approx(flops, rel=0.01)
+    assert one["bytes"] == pytest.approx(nbytes, rel=0.01)
     many = llm.decode_cost(c, 4096, 64)
     assert many["bytes"] == pytest.approx(2 * 6.7e9 / 64 + 4096 * 512 * 1024)
     gqa = llm.decode_cost(c, 4096, 64, num_kv_heads=8)
