@@ -211,6 +211,8 @@ def kv_cache_explorer(batch: int = 1) -> widgets.VBox:
     def draw(model: str, context: int, kv_heads: str, window: str):
         cfg = PUBLISHED_CONFIGS[model]
         kv, win = _kv_heads(cfg, kv_heads), _window(cfg, window)
+        if cfg.num_heads % kv:  # only while the model changes: its choices are then narrowed
+            kv = cfg.num_kv_heads
         def cache_bytes(c: int) -> int:  # win None here means no window at all
             return batch * (c if win is None else min(c, win)) * cfg.bytes_per_token(kv)
 
@@ -240,6 +242,19 @@ def kv_cache_explorer(batch: int = 1) -> widgets.VBox:
         "window": widgets.Dropdown(options=list(WINDOW_CHOICES), value="as published",
                                    description="window"),
     }
+
+    def narrow_kv_choices(change=None) -> None:
+        """Offer only the numbers of key/value heads that divide the model's query heads."""
+        kv_control = controls["kv_heads"]
+        cfg = PUBLISHED_CONFIGS[controls["model"].value]
+        valid = [c for c in KV_CHOICES if cfg.num_heads % _kv_heads(cfg, c) == 0]
+        keep = kv_control.value if kv_control.value in valid else "as published"
+        if list(kv_control.options) != valid:
+            kv_control.options = valid
+        kv_control.value = keep
+
+    narrow_kv_choices()
+    controls["model"].observe(narrow_kv_choices, names="value")  # before the redraw
     return build_explorer(controls, draw, title="KV-cache memory of a published configuration "
                           "(one sequence, 2 bytes per number)")
 

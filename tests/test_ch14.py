@@ -115,6 +115,19 @@ def test_kv_cache_explorer_draws_the_formula():
     box.controls["window"].value = "none"
     assert box.state["window"] is None and box.state["cache_bytes"] == 32768 * 131072
     assert "Mistral-7B v0.1" in box.figure.axes[0].get_title()
+    assert box.figure.axes[0].lines[2].get_label() == "the weights as published (fp16)"
+    box.controls["model"].value = "GPT-2 small"  # 12 heads: no groups of 8 key/value heads
+    assert "GQA: 8" not in box.controls["kv_heads"].options
+    assert "GQA: 4" in box.controls["kv_heads"].options
+    box.controls["kv_heads"].value = "GQA: 4"
+    assert box.state["num_kv_heads"] == 4
+    box.controls["model"].value = "Llama-3-8B"  # 32 heads: every choice again, 4 kept
+    assert "GQA: 8" in box.controls["kv_heads"].options
+    assert box.controls["kv_heads"].value == "GQA: 4" and box.state["num_kv_heads"] == 4
+    box.controls["kv_heads"].value = "GQA: 8"
+    box.controls["model"].value = "GPT-2 small"  # 8 is not offered: back to as published
+    assert box.controls["kv_heads"].value == "as published"
+    assert box.state["num_kv_heads"] == 12
 
 
 def test_mask_explorer_draws_the_mask_and_one_querys_keys():
