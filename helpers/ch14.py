@@ -462,8 +462,8 @@ def check_sink_weight(answer: Any, model: GQAGPT, seqs: torch.Tensor, window: in
     finally:
         model.window, model.num_sinks = saved
     want = per_head.max().item()
-    hint = (f"set the model's window and sinks first ({window} and {num_sinks}), then average the "
-            "weights on key 0 over the batch and the queries, one number per layer and head.")
+    hint = ("the weights change with the mask: were the window and the sinks set on the model "
+            "when it ran? And which queries, and which key, does the question ask about?")
     return check(abs(got - want) <= 0.006, hint,
                  f"Correct: compare it with 1 / {window + num_sinks}, the weight of a uniform "
                  "head that sees only the window and the sinks.")
