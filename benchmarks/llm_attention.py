@@ -43,7 +43,7 @@ def best_seconds(fn, repeats: int = 3) -> float:
 def decode_table(width: int, heads: int, layers: int, context: int, batches: list[int]) -> None:
     print(f"Decode: width {width}, {heads} query heads, {layers} layers, {context} cached tokens, "
           "float32")
-    print(f"{'K/V heads':>9} | {'cache MiB/seq':>13} | " + " | ".join(
+    print(f"{'K/V heads':>9} | {'held MiB/seq':>13} | " + " | ".join(
         f"{f'batch {b} tok/s':>15}" for b in batches))
     for kv in (heads, heads // 4, 1):
         torch.manual_seed(0)
@@ -63,7 +63,7 @@ def decode_table(width: int, heads: int, layers: int, context: int, batches: lis
 
             rates.append(b * 32 / best_seconds(run))
             if b == batches[0]:
-                mib = kv_cache_nbytes(cache) / b / 2**20
+                mib = kv_cache_nbytes(cache) / b / 2**20  # held; GQAGPT allocates max_len
         name = {heads: "MHA", 1: "MQA"}.get(kv, "GQA")
         print(f"{kv:>5} {name} | {mib:>13.1f} | " + " | ".join(f"{r:>15.0f}" for r in rates))
 
