@@ -446,13 +446,26 @@ def check_decode_tokens_per_second(answer: Any, num_params: float = 7e9,
                  "Correct: arithmetic does not enter; memory traffic sets the pace.")
 
 
+def _exercise5_defaults() -> tuple[GQAGPT, torch.Tensor]:
+    """The notebook's `uptrained[2]` and `seqs`: the shipped 2-K/V-head model and 32 held-out
+    windows of 129 characters."""
+    from helpers.ch12 import load_text_gpt
+    from helpers.text import load_corpus
+
+    gpt, vocab = load_text_gpt()
+    held_ids = vocab.encode(load_corpus().stream("heldout"))  # (N,)
+    return load_gqa_models(gpt)[0][2], heldout_sequences(held_ids, gpt.max_len + 1, num=32)
+
+
 @self_check
-def check_sink_weight(answer: Any, model: GQAGPT, seqs: torch.Tensor, window: int = 16,
-                      num_sinks: int = 4, first: int = 32) -> bool:
+def check_sink_weight(answer: Any, model: GQAGPT | None = None, seqs: torch.Tensor | None = None,
+                      window: int = 16, num_sinks: int = 4, first: int = 32) -> bool:
     """Exercise 5: the largest mean weight any head of `model` puts on key 0 from queries
     first..n-1 of `seqs[:, :-1]`, with this window and these sinks (averaged over the batch and
-    the queries, per layer and head)."""
+    the queries, per layer and head). By default the notebook's `uptrained[2]` and `seqs`."""
     got = as_number(answer)
+    if model is None or seqs is None:
+        model, seqs = _exercise5_defaults()
     saved = model.window, model.num_sinks
     try:
         model.window, model.num_sinks = window, num_sinks

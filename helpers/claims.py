@@ -21,7 +21,8 @@ __all__ = ["ClaimError", "claim", "claim_between"]
 _TOLERANCE = re.compile(
     r"[<>≤≥±≈]|<=|>=|\bin \[[^\]]+,[^\]]+\]|"
     r"\b(at least|at most|within|between|more than|less than|fewer than|"
-    r"below|above|under|over|faster|slower|higher|lower|smaller|larger|bigger|beats?|equals?|"
+    r"below|above|under|over|faster|slower|longer|shorter|higher|lower|smaller|larger|bigger|beats?|"
+    r"equals?|"
     r"same|flat|grows?|falls?|rises?|exceeds?)\b",
     re.IGNORECASE,
 )
