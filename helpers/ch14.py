@@ -243,18 +243,28 @@ def kv_cache_explorer(batch: int = 1) -> widgets.VBox:
                                    description="window"),
     }
 
-    def narrow_kv_choices(change=None) -> None:
-        """Offer only the numbers of key/value heads that divide the model's query heads."""
-        kv_control = controls["kv_heads"]
+    def narrow_choices(change=None) -> None:
+        """Offer only the numbers of key/value heads that divide the model's query heads, and no
+        choice that draws the same as one before it (e.g. "MHA" where the model is MHA as
+        published, or "none" where it has no window): every choice changes the picture."""
         cfg = PUBLISHED_CONFIGS[controls["model"].value]
-        valid = [c for c in KV_CHOICES if cfg.num_heads % _kv_heads(cfg, c) == 0]
-        keep = kv_control.value if kv_control.value in valid else "as published"
-        if list(kv_control.options) != valid:
-            kv_control.options = valid
-        kv_control.value = keep
+        for name, choices, resolve in (("kv_heads", KV_CHOICES, _kv_heads),
+                                       ("window", WINDOW_CHOICES, _window)):
+            control, seen, valid = controls[name], set(), []
+            for c in choices:
+                value = resolve(cfg, c)
+                if name == "kv_heads" and cfg.num_heads % value:
+                    continue
+                if value not in seen:
+                    seen.add(value)
+                    valid.append(c)
+            keep = control.value if control.value in valid else "as published"
+            if list(control.options) != valid:
+                control.options = valid
+            control.value = keep
 
-    narrow_kv_choices()
-    controls["model"].observe(narrow_kv_choices, names="value")  # before the redraw
+    narrow_choices()
+    controls["model"].observe(narrow_choices, names="value")  # before the redraw
     return build_explorer(controls, draw, title="KV-cache memory of a published configuration "
                           "(one sequence, 2 bytes per number)")
 

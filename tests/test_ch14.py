@@ -96,6 +96,7 @@ def test_shipped_uptrained_models_load_and_beat_mean_pooling():
 def test_kv_cache_explorer_draws_the_formula():
     box = ch14.kv_cache_explorer()
     box.controls["model"].value = "Llama-3-8B"
+    assert "GQA: 8" not in box.controls["kv_heads"].options  # 8 key/value heads as published
     box.controls["context"].value = 32768
     cfg = llm.PUBLISHED_CONFIGS["Llama-3-8B"]
     assert box.state["bytes_per_token"] == 2 * 32 * 8 * 128 * 2
@@ -121,8 +122,10 @@ def test_kv_cache_explorer_draws_the_formula():
     assert "GQA: 4" in box.controls["kv_heads"].options
     box.controls["kv_heads"].value = "GQA: 4"
     assert box.state["num_kv_heads"] == 4
-    box.controls["model"].value = "Llama-3-8B"  # 32 heads: every choice again, 4 kept
+    box.controls["model"].value = "Llama-2-7B"  # 32 heads, MHA as published: 8 again, 4 kept
     assert "GQA: 8" in box.controls["kv_heads"].options
+    assert "MHA: every head" not in box.controls["kv_heads"].options  # draws as published
+    assert "none" not in box.controls["window"].options  # no window as published
     assert box.controls["kv_heads"].value == "GQA: 4" and box.state["num_kv_heads"] == 4
     box.controls["kv_heads"].value = "GQA: 8"
     box.controls["model"].value = "GPT-2 small"  # 8 is not offered: back to as published
