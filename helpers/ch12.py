@@ -51,6 +51,7 @@ __all__ = [
     "load_text_bert",
     "load_text_gpt",
     "lr_at",
+    "train_adamw",
     "next_char_pairs",
     "previous_char_pairs",
     "real_depth_architectures",
@@ -111,16 +112,17 @@ def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
-def _train(model: nn.Module, loss_fn: Callable, steps: int, total_steps: int, lr: float,
-           warmup: int, seed: int, log: Callable[[int, float], None] | None) -> list[float]:
-    """AdamW with `lr_at`'s schedule and gradient clipping at 1; returns the loss per step."""
+def train_adamw(model: nn.Module, loss_fn: Callable, steps: int, schedule: Callable[[int], float],
+                seed: int = 0, log: Callable[[int, float], None] | None = None) -> list[float]:
+    """AdamW (weight decay 0.01) at the rate `schedule(step)`, gradients clipped at 1;
+    `loss_fn(generator)` draws a batch and returns its loss. Returns the loss per step."""
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=schedule(0), weight_decay=0.01)
     losses = []
     model.train()
     for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, total_steps, lr, warmup)
+            group["lr"] = schedule(step)
         loss = loss_fn(gen)
         opt.zero_grad()
         loss.backward()
@@ -147,7 +149,8 @@ def train_gpt(model: TinyGPT, train_ids: torch.Tensor, steps: int, batch_size: i
         logits = model(batch[:, :-1])  # (B, T, V)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
 
-    return _train(model, loss_fn, steps, total_steps or steps, lr, warmup, seed, log)
+    total = total_steps or steps
+    return train_adamw(model, loss_fn, steps, lambda s: lr_at(s, total, lr, warmup), seed, log)
 
 
 def train_bert(model: CharBERT, train_ids: torch.Tensor, vocab: CharVocab, steps: int,
@@ -164,7 +167,8 @@ def train_bert(model: CharBERT, train_ids: torch.Tensor, vocab: CharVocab, steps
         logits = model(inputs, positions)  # (B, P, V)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
-    return _train(model, loss_fn, steps, total_steps or steps, lr, warmup, seed, log)
+    total = total_steps or steps
+    return train_adamw(model, loss_fn, steps, lambda s: lr_at(s, total, lr, warmup), seed, log)
 
 
 def save_checkpoint(path, model: nn.Module, kind: str, config: dict, vocab: CharVocab,

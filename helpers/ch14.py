@@ -102,25 +102,15 @@ def uptrain(model: GQAGPT, train_ids: torch.Tensor, steps: int, batch_size: int 
             log: Callable[[int, float], None] | None = None) -> list[float]:
     """AdamW on the next-character loss of random windows of `train_ids` (constant rate,
     gradients clipped at 1); the loss per step."""
+    from helpers.ch12 import train_adamw
     from helpers.text import random_windows
 
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    losses = []
-    model.train()
-    for step in range(steps):
+    def loss_fn(gen: torch.Generator) -> torch.Tensor:
         batch = random_windows(train_ids, batch_size, model.max_len + 1, gen)  # (B, T + 1)
         logits = model(batch[:, :-1])  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if log is not None:
-            log(step, losses[-1])
-    model.eval()
-    return losses
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+
+    return train_adamw(model, loss_fn, steps, lambda step: lr, seed, log)
 
 
 def load_gqa_models(base: TinyGPT) -> tuple[dict[int, GQAGPT], dict]:
