@@ -9,7 +9,7 @@ PyTorch's `scaled_dot_product_attention` forced to its math backend and to its f
 kernel, `local_attention` (window 128) and `linear_attention` (elu + 1 features).
 
 Peak extra memory is the rise in the process's resident memory while the call runs
-(`helpers.utils.measure_peak_memory`: the allocator's free memory is handed back first, then the
+(`helpers.profiling.measure_peak_memory`: the allocator's free memory is handed back first, then the
 kernel's high-water mark is read; CPU tensors do not go through a caching allocator, so this is
 what the call allocates). A method whose (L, L) matrix would pass --max-gb is skipped and the
 table says how much it would need.
@@ -29,8 +29,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from helpers.profiling import measure_peak_memory  # noqa: E402
 from helpers.scale import flash_attention, linear_attention, local_attention  # noqa: E402
-from helpers.utils import measure_peak_memory  # noqa: E402
 
 
 def naive(q, k, v):

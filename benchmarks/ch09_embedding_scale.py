@@ -38,7 +38,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from helpers import ch08  # noqa: E402
+from helpers import positions  # noqa: E402
 from helpers import seq2seq as s2s  # noqa: E402
 from helpers import transformer as tfm  # noqa: E402
 
@@ -127,13 +127,13 @@ def chapter8(seeds: list[int]) -> None:
         accs = []
         for seed in seeds:
             torch.manual_seed(seed)
-            model = ch08.PositionQueryReverser(vocab, num_hiddens=D, positions="sinusoidal")
+            model = positions.PositionQueryReverser(vocab, num_hiddens=D, positions="sinusoidal")
             if init.startswith("default"):
                 with torch.no_grad():
                     nn.init.normal_(model.embedding.weight, std=1.0)
             ratio = (model.embedding.weight.norm(dim=-1).mean() * math.sqrt(D)
                      / math.sqrt(D / 2)).item()
-            ch08.fit(model, train.src, train_y, steps=500, lr=0.01, batch_size=128, seed=seed)
+            positions.fit(model, train.src, train_y, steps=500, lr=0.01, batch_size=128, seed=seed)
             with torch.no_grad():
                 accs.append((model(test.src).argmax(-1) == test_y).all(1).float().mean().item())
         print(f"| {init} | {ratio:.1f} | " + ", ".join(f"{a:.3f}" for a in accs) + " |")

@@ -3,7 +3,7 @@
     python benchmarks/explorers.py            # every chapter's explorers
     python benchmarks/explorers.py ch02 ch05  # some chapters
 
-Each chapter module `helpers/chNN.py` lists its explorers in `EXPLORER_DEMOS` (name -> a function
+Each chapter module `helpers/ui/chNN.py` lists its explorers in `EXPLORER_DEMOS` (name -> a function
 that builds the explorer with representative inputs). For every control of every explorer this
 moves the control through up to `--moves` values (one at a time, from the default state, as a
 dragged slider would) and reports the median and the slowest redraw, PNG encoding included.
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import helpers  # noqa: E402
+import helpers.ui  # noqa: E402
 
 TARGET_MS = 100.0
 
@@ -71,8 +71,8 @@ def measure(box, moves: int) -> list[tuple[str, float, float, int]]:
 
 
 def chapter_modules(names: list[str]) -> list[str]:
-    modules = pkgutil.iter_modules(helpers.__path__)
-    found = sorted(m.name for m in modules if m.name.startswith("ch"))
+    modules = pkgutil.iter_modules(helpers.ui.__path__)
+    found = sorted(m.name for m in modules if m.name[:2] == "ch" and m.name[2:].isdigit())
     return [m for m in found if not names or m in names]
 
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     worst = 0.0
     for mod_name in chapter_modules(args.chapters):
-        mod = importlib.import_module(f"helpers.{mod_name}")
+        mod = importlib.import_module(f"helpers.ui.{mod_name}")
         for ex_name, build in getattr(mod, "EXPLORER_DEMOS", {}).items():
             box = build()
             box.refresh()  # one warm-up redraw (first draws pay for font caches)

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers import ch12  # noqa: E402
+from helpers import textmodels  # noqa: E402
 from helpers.text import NGramModel, load_corpus, ngram_bits  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = load_corpus()
     vocab = corpus.vocab
     held_docs = [vocab.normalize(d) for d in corpus.heldout_docs]
-    held = ch12.document_ids(corpus.heldout_docs, vocab)
+    held = textmodels.document_ids(corpus.heldout_docs, vocab)
     n_chars = sum(len(d) for d in held_docs)
     print(f"training: {len(corpus.train_docs)} documents, {sum(map(len, corpus.train_docs)):,} "
           f"characters; held out: {len(held_docs)} documents, {n_chars:,} characters; "
@@ -51,20 +51,20 @@ def main(argv: list[str] | None = None) -> int:
         name = {0: "unigram", 1: "bigram"}.get(k, f"{k + 1}-gram")
         rows.append((f"{name} (Witten-Bell)", params, count_s, bits[k], ""))
     best = min(bits[:5])
-    gpt, _ = ch12.load_text_gpt()
-    ck = ch12.load_checkpoint(ch12.GPT_ASSET)
+    gpt, _ = textmodels.load_text_gpt()
+    ck = textmodels.load_checkpoint(textmodels.GPT_ASSET)
     n_par = sum(p.numel() for p in gpt.parameters())
-    res = ch12.causal_eval(gpt, held)
+    res = textmodels.causal_eval(gpt, held)
     rows.append((f"GPT, context up to {gpt.max_len} (disjoint windows)", n_par,
                  ck["train_seconds"], res["bits"], f"next-char accuracy {res['accuracy']:.3f}"))
     if not args.quick:
-        slide = ch12.causal_eval(gpt, held, stride=gpt.max_len // 4)
+        slide = textmodels.causal_eval(gpt, held, stride=gpt.max_len // 4)
         rows.append((f"GPT, sliding window (>= {gpt.max_len * 3 // 4} chars of context)", n_par,
                      ck["train_seconds"], slide["bits"],
                      f"next-char accuracy {slide['accuracy']:.3f}"))
-    bert, _ = ch12.load_text_bert()
-    ckb = ch12.load_checkpoint(ch12.BERT_ASSET)
-    rb = ch12.bert_masked_eval(bert, held, vocab)
+    bert, _ = textmodels.load_text_bert()
+    ckb = textmodels.load_checkpoint(textmodels.BERT_ASSET)
+    rb = textmodels.bert_masked_eval(bert, held, vocab)
     rows.append(("BERT, masked positions (both sides; not comparable)",
                  sum(p.numel() for p in bert.parameters()), ckb["train_seconds"], rb["bits"],
                  f"masked-char accuracy {rb['accuracy']:.3f}"))

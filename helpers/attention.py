@@ -13,14 +13,18 @@ import torch
 from torch import nn
 
 __all__ = [
-    "SCORING_FUNCTIONS",
     "AdditiveAttention",
     "DotProductAttention",
+    "EXAMPLE_TEXT",
     "MultiHeadAttention",
+    "SCORING_FUNCTIONS",
     "SelfAttentionSteps",
     "masked_softmax",
+    "position_letter_tokens",
     "scoring_weights",
     "self_attention_steps",
+    "two_head_example",
+    "unscaled_max_weight",
     "worked_example",
 ]
 
@@ -371,3 +375,59 @@ class MultiHeadAttention(nn.Module):
             valid_lens = torch.repeat_interleave(valid_lens, repeats=self.num_heads, dim=0)
         output = self.attention(queries, keys, values, valid_lens)  # (B*h, n_q, p)
         return self.W_o(self.transpose_output(output))  # (B, n_q, num_hiddens)
+
+
+def unscaled_max_weight(d: int = 256, n_q: int = 1000, n_k: int = 10, seed: int = 0) -> float:
+    """Mean over n_q random queries of the largest weight of softmax(q kᵀ) (no 1/√d) over n_k keys.
+
+    Entries of queries and keys are independent N(0, 1); the generator is seeded with `seed`.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, n_q, d, generator=gen, dtype=torch.float64)  # (1, n_q, d)
+    k = torch.randn(1, n_k, d, generator=gen, dtype=torch.float64)  # (1, n_k, d)
+    weights = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (1, n_q, d) @ (1, d, n_k)
+    return weights.max(dim=-1).values.mean().item()
+
+
+EXAMPLE_TEXT = "abcabdca"  # section 6.6's sequence
+
+
+
+def position_letter_tokens(text: str = EXAMPLE_TEXT) -> tuple[torch.Tensor, list[str]]:
+    """Tokens (1, n, n + n_letters): a one-hot position, then a one-hot letter; and the letters."""
+    letters, n = sorted(set(text)), len(text)
+    pos = torch.eye(n)  # (n, n) one-hot positions
+    let = torch.eye(len(letters))[[letters.index(c) for c in text]]  # (n, n_letters)
+    return torch.cat([pos, let], dim=-1)[None], letters  # (1, n, n + n_letters)
+
+
+
+def two_head_example(
+    text: str = EXAMPLE_TEXT, head0_query: torch.Tensor | None = None, sharpness: float = 20.0
+) -> MultiHeadAttention:
+    """Section 6.6's model: head 0 attends by position, head 1 by letter (8 positions, 4 letters).
+
+    head0_query: the (n, n) block of W_q that maps a position to head 0's query; by default
+    `sharpness` times "the position before mine". The model has been run once on the tokens of
+    `text`, so its `head_weights` are (1, 2, n, n).
+    """
+    tokens, letters = position_letter_tokens(text)
+    n, n_let = len(text), len(letters)
+    if n != 8 or n_let != 4:
+        raise ValueError(f"the example needs 8 tokens and 4 distinct letters, got {text!r}")
+    model = MultiHeadAttention(16, 2, dropout=0.0)
+    model(tokens, tokens, tokens)  # size the lazy layers
+    if head0_query is None:
+        head0_query = sharpness * torch.diag(torch.ones(n - 1), diagonal=1)  # e_j -> e_{j-1}
+    with torch.no_grad():
+        for W in (model.W_q, model.W_k, model.W_v, model.W_o):
+            W.weight.zero_()
+        model.W_q.weight[0:8, 0:8] = torch.as_tensor(head0_query, dtype=torch.float32)
+        model.W_k.weight[0:8, 0:8] = torch.eye(n)  # head 0 key: "my position"
+        model.W_q.weight[8:12, 8:12] = sharpness * torch.eye(4)  # head 1 query: "my letter"
+        model.W_k.weight[8:12, 8:12] = torch.eye(4)  # head 1 key: "my letter"
+        model.W_v.weight[0:4, 8:12] = torch.eye(4)  # head 0 value: the letter it finds
+        model.W_v.weight[8:16, 0:8] = torch.eye(8)  # head 1 value: the position it finds
+        model.W_o.weight.copy_(torch.eye(16))
+        model(tokens, tokens, tokens)
+    return model

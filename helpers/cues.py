@@ -18,6 +18,8 @@ __all__ = [
     "DESK_KEYS",
     "DESK_OBJECTS",
     "DESK_SALIENCY",
+    "LOOKUP_KEYS",
+    "LOOKUP_VALUES",
     "desk_query",
     "desk_scene_scores",
     "desk_scene_weights",
@@ -68,3 +70,11 @@ def desk_scene_scores(intention: str, saliency: float) -> torch.Tensor:
 def desk_scene_weights(intention: str, saliency: float) -> torch.Tensor:
     """Attention weights (5,) over DESK_OBJECTS: softmax of `desk_scene_scores`; they sum to 1."""
     return torch.softmax(desk_scene_scores(intention, saliency), dim=0)
+
+
+# The tiny database of section 0.4: four keys (unit vectors) and their values.
+LOOKUP_KEYS = torch.eye(4)  # (4 keys, 4 features): key i is the i-th unit vector
+
+
+
+LOOKUP_VALUES = torch.tensor([10.0, 20.0, 30.0, 40.0])  # (4,)

@@ -21,12 +21,14 @@ import torch
 from torch import nn
 
 from helpers._nw_fast import binned_fft, fused_or_direct
+from helpers.data import make_regression_data
 
 __all__ = [
     "KERNELS",
     "NWKernelRegression",
     "attention_weights",
     "average_pooling",
+    "average_pooling_test_mse",
     "boxcar",
     "constant",
     "epanechnikov",
@@ -34,6 +36,7 @@ __all__ = [
     "leave_one_out",
     "leave_one_out_mse",
     "nadaraya_watson",
+    "window_weights",
 ]
 
 Kernel = str | Callable[[torch.Tensor], torch.Tensor]
@@ -377,3 +380,21 @@ class NWKernelRegression(nn.Module):
         # (n_q, 1, n_k) @ (n_q, n_k, 1) -> (n_q, 1, 1)
         out = torch.bmm(self.attention_weights.unsqueeze(1), values.unsqueeze(-1))
         return out.reshape(-1)  # (n_q,)
+
+
+def average_pooling_test_mse(n_train: int = 50, noise: float = 0.5, seed: int = 0) -> float:
+    """Test MSE (against the noise-free truth) of average pooling on `make_regression_data`."""
+    data = make_regression_data(n_train=n_train, noise=noise, seed=seed, dtype=torch.float64)
+    y_hat = data.y_train.mean()  # () one number for every query
+    return ((y_hat - data.y_truth) ** 2).mean().item()  # (n_test,) -> ()
+
+
+
+def window_weights(x_train: torch.Tensor, query: float, radius: float) -> torch.Tensor:
+    """Weights (n_train,): 1/m on the m keys with |x_i - query| <= radius, 0 elsewhere."""
+    if not isinstance(x_train, torch.Tensor) or x_train.dim() != 1:
+        raise ValueError(f"x_train must be a 1-D tensor, got {getattr(x_train, 'shape', x_train)}")
+    inside = ((x_train.double() - query).abs() <= radius).double()  # (n_train,) 0 or 1
+    if inside.sum() == 0:
+        raise ValueError(f"no key lies within {radius} of the query {query}")
+    return inside / inside.sum()  # (n_train,), sums to 1

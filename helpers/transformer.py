@@ -15,11 +15,15 @@ Two deliberate differences from d2l 1.0, both so that decoding is right in every
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from helpers.attention import MultiHeadAttention
+
+if TYPE_CHECKING:
+    from helpers import seq2seq as s2s
 
 __all__ = [
     "AddNorm",
@@ -33,6 +37,8 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderBlock",
     "apply_rotary",
+    "collect_attention",
+    "encoder_attention_at_init",
     "generate",
     "kv_cache_nbytes",
     "make_transformer_seq2seq",
@@ -599,3 +605,73 @@ def generate(
         else:
             logits = model(tokens)[:, -1]  # the whole sequence again
     return tokens[0] if prompt.dim() == 1 else tokens
+
+
+@torch.no_grad()
+def collect_attention(
+    model: s2s.EncoderDecoder, src: torch.Tensor, src_len: torch.Tensor, dec_in: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Every block's per-head weights for a batch, decoder fed `dec_in` (B, T_out) at once.
+
+    src (B, T_src), src_len (B,) -> {"encoder self": (B, L, heads, T_src, T_src),
+    "decoder self": (B, L, heads, T_out, T_out), "cross": (B, L, heads, T_out, T_src)}.
+    Fed [BOS, its own greedy prediction], the decoder's causal mask gives the weights of greedy
+    decoding exactly.
+    """
+    if src.dim() != 2 or dec_in.dim() != 2 or src.shape[0] != dec_in.shape[0]:
+        raise ValueError(
+            f"need src (B, T_src) and dec_in (B, T_out) with the same B, got "
+            f"{tuple(src.shape)} and {tuple(dec_in.shape)}"
+        )
+    model.eval()
+    enc_outputs, enc_state = model.encoder(src, src_len)
+    state = model.decoder.init_state(enc_outputs, enc_state, src_len)
+    model.decoder(dec_in, state)
+    blocks = model.decoder.block_weights
+    return {
+        "encoder self": torch.stack(list(model.encoder.attention_weights), dim=1),
+        "decoder self": torch.stack([b["self"] for b in blocks], dim=1),
+        "cross": torch.stack([b["cross"] for b in blocks], dim=1),
+    }
+
+
+
+@torch.no_grad()
+def encoder_attention_at_init(
+    model: nn.Module, src: torch.Tensor, src_len: torch.Tensor
+) -> dict[str, float]:
+    """How peaked the encoder's self-attention is: mean entropy -sum w log w (nats) over every
+    block, head, example and real query; the mean ln n of uniform weights over the same valid
+    keys; and the mean logit spread (largest minus smallest score over a query's valid keys).
+
+    src (B, T) tokens, src_len (B,). Runs the encoder once in eval mode.
+    """
+    scores_seen: list[torch.Tensor] = []
+
+    def keep_scores(module, args, output):  # args: queries, keys, values, valid_lens
+        scores_seen.append(module.scores(args[0], args[1]))  # (B*h, T, T)
+
+    handles = [blk.attention.attention.register_forward_hook(keep_scores)
+               for blk in model.encoder.blks]
+    model.eval()
+    try:
+        model.encoder(src, src_len)
+    finally:
+        for h in handles:
+            h.remove()
+    T = src.shape[1]
+    heads = model.encoder.blks[0].attention.num_heads
+    valid = torch.arange(T)[None, :] < src_len[:, None]  # (B, T): real positions
+    keys_ok = valid.repeat_interleave(heads, dim=0)[:, None, :]  # (B*h, 1, T)
+    rows = valid.repeat_interleave(heads, dim=0)  # (B*h, T): real queries
+    ent, ln_n, spread = [], [], []
+    for s in scores_seen:
+        w = torch.softmax(s.masked_fill(~keys_ok, -math.inf), dim=-1)  # (B*h, T, T)
+        e = -(w * torch.log(w.clamp_min(1e-30))).sum(-1)  # (B*h, T)
+        gap = (s.masked_fill(~keys_ok, -math.inf).amax(-1)
+               - s.masked_fill(~keys_ok, math.inf).amin(-1))  # (B*h, T)
+        ent.append(e[rows])
+        spread.append(gap[rows])
+        ln_n.append(torch.log(keys_ok.sum(-1).expand(-1, T).float())[rows])
+    return {"entropy": torch.cat(ent).mean().item(), "ln_n": torch.cat(ln_n).mean().item(),
+            "spread": torch.cat(spread).mean().item()}

@@ -9,9 +9,10 @@ import pytest
 import torch
 from matplotlib.colors import to_rgba
 
-from helpers import ch00
+from helpers import cues
 from helpers.cues import DESK_INTENTIONS, DESK_OBJECTS
-from helpers.explorer import REPLACE_NONE
+from helpers.ui import ch00
+from helpers.ui.checks import REPLACE_NONE
 
 # The scene written out by hand: (intention features, saliency of each object).
 _KEYS = [[1, 0, 0, 0], [1, 0.5, 0, 0], [0, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1]]
@@ -159,5 +160,5 @@ def test_soft_lookup(capsys):
 
 
 def test_lookup_database():
-    assert torch.equal(ch00.LOOKUP_KEYS, torch.eye(4))
-    assert ch00.LOOKUP_VALUES.tolist() == [10, 20, 30, 40]
+    assert torch.equal(cues.LOOKUP_KEYS, torch.eye(4))
+    assert cues.LOOKUP_VALUES.tolist() == [10, 20, 30, 40]

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch01
+from helpers import pooling
 from helpers.data import make_regression_data
-from helpers.explorer import REPLACE_NONE
+from helpers.ui import ch01
+from helpers.ui.checks import REPLACE_NONE
 
 
 def _f(x):
@@ -34,18 +35,18 @@ def test_no_explorers():
 
 def test_average_pooling_test_mse_matches_numpy():
     for n, noise, seed in [(50, 0.5, 0), (10, 0.0, 3), (200, 2.0, 1)]:
-        assert ch01.average_pooling_test_mse(n, noise, seed) == pytest.approx(
+        assert pooling.average_pooling_test_mse(n, noise, seed) == pytest.approx(
             _mse_numpy(n, noise, seed), rel=1e-12
         )
 
 
 def test_window_weights_by_hand():
     x = torch.tensor([0.0, 2.0, 2.4, 3.0, 3.1])
-    np.testing.assert_allclose(ch01.window_weights(x, 2.5, 0.5), [0, 1 / 3, 1 / 3, 1 / 3, 0])
+    np.testing.assert_allclose(pooling.window_weights(x, 2.5, 0.5), [0, 1 / 3, 1 / 3, 1 / 3, 0])
     with pytest.raises(ValueError, match="no key"):
-        ch01.window_weights(x, 10.0, 0.5)
+        pooling.window_weights(x, 10.0, 0.5)
     with pytest.raises(ValueError, match="x_train"):
-        ch01.window_weights(x[None], 2.5, 0.5)
+        pooling.window_weights(x[None], 2.5, 0.5)
 
 
 def test_noiseless_mse(capsys):

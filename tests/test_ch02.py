@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch02
 from helpers.data import make_regression_data
+from helpers.ui import ch02
 
 
 @pytest.fixture(scope="module")

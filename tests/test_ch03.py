@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import ch03
 from helpers.data import make_regression_data
 from helpers.pooling import leave_one_out
+from helpers.ui import ch03
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch04
 from helpers.attention import worked_example
-from helpers.explorer import REPLACE_NONE
+from helpers.ui import ch04
+from helpers.ui.checks import REPLACE_NONE
 
 # The worked example by hand (NumPy, float64): x (3, 4), W_q, W_k, W_v (4, 3).
 X = np.array([[1, 0, 1, 0], [0, 2, 0, 2], [1, 1, 1, 1]], dtype=float)

@@ -10,14 +10,15 @@ import torch
 import torch.nn.functional as F
 from references import pairwise_scores
 
-from helpers import ch05
+from helpers import attention
 from helpers.attention import (
     SCORING_FUNCTIONS,
     AdditiveAttention,
     DotProductAttention,
     scoring_weights,
 )
-from helpers.explorer import REPLACE_NONE
+from helpers.ui import ch05
+from helpers.ui.checks import REPLACE_NONE
 
 
 def _inputs():
@@ -190,10 +191,11 @@ def _numpy_max_weight(d, n_k):
 
 def test_unscaled_max_weight(capsys):
     few, many = _numpy_max_weight(64, 10), _numpy_max_weight(64, 1000)
-    assert ch05.unscaled_max_weight(64) == pytest.approx(few)
-    assert ch05.unscaled_max_weight(64, n_k=1000) == pytest.approx(many)
+    assert attention.unscaled_max_weight(64) == pytest.approx(few)
+    assert attention.unscaled_max_weight(64, n_k=1000) == pytest.approx(many)
     assert many < few - 0.1  # more keys crowd the top scores: "down", clearly
-    assert ch05.unscaled_max_weight(d=2) < 0.6 < ch05.unscaled_max_weight()  # scaling matters
+    # scaling matters
+    assert attention.unscaled_max_weight(d=2) < 0.6 < attention.unscaled_max_weight()
     ok, out = _out(ch05.check_unscaled_max_weight, " Down", capsys)
     assert ok and f"{many:.3f}" in out
     for wrong in ("up", "same"):

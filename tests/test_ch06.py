@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch06
-from helpers.explorer import REPLACE_NONE
+from helpers import attention
+from helpers.ui import ch06
+from helpers.ui.checks import REPLACE_NONE
 
 
 def _out(check, answer, capsys):
@@ -21,7 +22,7 @@ def _out(check, answer, capsys):
 
 
 def test_position_letter_tokens():
-    tokens, letters = ch06.position_letter_tokens("abca")
+    tokens, letters = attention.position_letter_tokens("abca")
     assert letters == ["a", "b", "c"] and tokens.shape == (1, 4, 7)
     want = torch.tensor([[1, 0, 0, 0, 1, 0, 0], [0, 1, 0, 0, 0, 1, 0],
                          [0, 0, 1, 0, 0, 0, 1], [0, 0, 0, 1, 1, 0, 0]], dtype=torch.float32)
@@ -29,8 +30,8 @@ def test_position_letter_tokens():
 
 
 def test_two_head_example_attends_to_the_previous_position_and_the_same_letter():
-    w = ch06.two_head_example().head_weights[0].detach()  # (2, 8, 8)
-    text = ch06.EXAMPLE_TEXT
+    w = attention.two_head_example().head_weights[0].detach()  # (2, 8, 8)
+    text = attention.EXAMPLE_TEXT
     # head 0: query j's score is 20/√8 on key j-1, 0 elsewhere (computed by hand)
     big = math.exp(20 / math.sqrt(8))
     for j in range(1, 8):

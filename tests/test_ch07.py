@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch07
 from helpers import seq2seq as s2s
-from helpers.explorer import REPLACE_NONE
+from helpers.ui import ch07
+from helpers.ui.checks import REPLACE_NONE
 
 
 def _out(check, answer, capsys):

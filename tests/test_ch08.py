@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch08
-from helpers.explorer import REPLACE_NONE
+from helpers import positions
+from helpers.ui import ch08
+from helpers.ui.checks import REPLACE_NONE
 
 
 def _out(check, answer, capsys):
@@ -31,18 +32,19 @@ def _sinusoids(T: int, d: int) -> np.ndarray:
 
 
 def test_sinusoid_table_matches_the_formula():
-    np.testing.assert_allclose(ch08.sinusoid_table(50, 16).numpy(), _sinusoids(50, 16), atol=1e-5)
+    table = positions.sinusoid_table(50, 16).numpy()
+    np.testing.assert_allclose(table, _sinusoids(50, 16), atol=1e-5)
 
 
 def test_reverser_without_positions_cannot_see_order():
     torch.manual_seed(0)
     src = torch.randint(3, 13, (4, 8))
     perm = torch.tensor([5, 2, 7, 0, 1, 6, 3, 4])
-    blind = ch08.PositionQueryReverser(13, positions="none").eval()
+    blind = positions.PositionQueryReverser(13, positions="none").eval()
     with torch.no_grad():  # a shuffled source gives exactly the same outputs
         torch.testing.assert_close(blind(src[:, perm]), blind(src), atol=1e-5, rtol=0)
     for kind in ("sinusoidal", "learned"):
-        model = ch08.PositionQueryReverser(13, positions=kind).eval()
+        model = positions.PositionQueryReverser(13, positions=kind).eval()
         with torch.no_grad():
             out = model(src)
             assert out.shape == (4, 8, 13)
@@ -51,8 +53,8 @@ def test_reverser_without_positions_cannot_see_order():
 
 def test_reverser_rejects_bad_input():
     with pytest.raises(ValueError, match="positions"):
-        ch08.PositionQueryReverser(13, positions="rope")
-    model = ch08.PositionQueryReverser(13, max_len=8)
+        positions.PositionQueryReverser(13, positions="rope")
+    model = positions.PositionQueryReverser(13, max_len=8)
     with pytest.raises(ValueError, match="src"):
         model(torch.zeros(8, dtype=torch.long))
     with pytest.raises(ValueError, match="9 positions"):
@@ -60,21 +62,21 @@ def test_reverser_rejects_bad_input():
 
 
 def test_offset_task_targets_are_the_previous_token():
-    X, Y = ch08.offset_task(20, 7, num_symbols=5, seed=3)
+    X, Y = positions.offset_task(20, 7, num_symbols=5, seed=3)
     assert X.shape == Y.shape == (20, 7)
     assert int(X.min()) >= 0 and int(X.max()) < 5
     assert (Y[:, 0] == -100).all()
     assert torch.equal(Y[:, 1:], X[:, :-1])
-    X2, _ = ch08.offset_task(20, 7, num_symbols=5, seed=3)
+    X2, _ = positions.offset_task(20, 7, num_symbols=5, seed=3)
     assert torch.equal(X, X2)
     with pytest.raises(ValueError, match="length"):
-        ch08.offset_task(20, 1)
+        positions.offset_task(20, 1)
 
 
 @pytest.mark.parametrize("kind", ["learned", "sinusoidal", "rope"])
 def test_offset_attention_is_causal(kind):
     torch.manual_seed(0)
-    model = ch08.OffsetAttention(10, num_hiddens=16, positions=kind, max_len=16).eval()
+    model = positions.OffsetAttention(10, num_hiddens=16, positions=kind, max_len=16).eval()
     X = torch.randint(0, 10, (3, 9))
     X_changed = X.clone()
     X_changed[:, 5] = (X[:, 5] + 1) % 10
@@ -89,7 +91,7 @@ def test_offset_attention_is_causal(kind):
 
 def test_offset_attention_rope_scores_depend_on_the_offset_only():
     torch.manual_seed(0)
-    model = ch08.OffsetAttention(10, num_hiddens=16, positions="rope").eval()
+    model = positions.OffsetAttention(10, num_hiddens=16, positions="rope").eval()
     with torch.no_grad():  # the same token everywhere: scores depend on the offset alone
         model(torch.full((1, 12), 4))
     w = model.attention_weights[0]  # (12, 12) causal weights
@@ -97,20 +99,20 @@ def test_offset_attention_rope_scores_depend_on_the_offset_only():
     ratios = [w[m, m] / w[m, m - 1] for m in range(1, 12)]
     torch.testing.assert_close(torch.stack(ratios), torch.full((11,), float(ratios[0])))
     with pytest.raises(ValueError, match="positions"):
-        ch08.OffsetAttention(10, positions="none")
+        positions.OffsetAttention(10, positions="none")
     with pytest.raises(ValueError, match="tokens"):
         model(torch.zeros(5, dtype=torch.long))
 
 
 def test_fit_lowers_the_loss():
     torch.manual_seed(0)
-    X, Y = ch08.offset_task(200, 6, seed=1)
-    model = ch08.OffsetAttention(10, num_hiddens=16, positions="rope")
-    losses = ch08.fit(model, X, Y, steps=40, lr=0.03, batch_size=32)
+    X, Y = positions.offset_task(200, 6, seed=1)
+    model = positions.OffsetAttention(10, num_hiddens=16, positions="rope")
+    losses = positions.fit(model, X, Y, steps=40, lr=0.03, batch_size=32)
     assert len(losses) == 40 and losses[-1] < 0.8 * losses[0]
     assert not model.training
     with pytest.raises(ValueError, match="same shape"):
-        ch08.fit(model, X, Y[:, :3])
+        positions.fit(model, X, Y[:, :3])
 
 
 # --- the explorer ----------------------------------------------------------------------------

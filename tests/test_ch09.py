@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch09
 from helpers import seq2seq as s2s
-from helpers.explorer import REPLACE_NONE
+from helpers import transformer
 from helpers.transformer import make_transformer_seq2seq
+from helpers.ui import ch09
+from helpers.ui.checks import REPLACE_NONE
 
 
 def _out(check, answer, capsys):
@@ -30,7 +31,7 @@ def _small_batch():
 def test_collect_attention_shapes_and_rows_sum_to_one():
     model, data = _small_batch()
     dec_in = s2s.decoder_input(data.tgt)
-    w = ch09.collect_attention(model, data.src, data.src_len, dec_in)
+    w = transformer.collect_attention(model, data.src, data.src_len, dec_in)
     B, Ts, To = 4, data.src.shape[1], dec_in.shape[1]
     assert w["encoder self"].shape == (B, 2, 2, Ts, Ts)
     assert w["decoder self"].shape == (B, 2, 2, To, To)
@@ -51,7 +52,7 @@ def test_collect_attention_equals_greedy_decoding_weights():
     steps = greedy_w.shape[1]
     rows = [[s2s.BOS] + p + [s2s.PAD] * (steps - 1 - len(p)) for p in preds]
     dec_in = torch.tensor([r[:steps] for r in rows])
-    w = ch09.collect_attention(model, data.src, data.src_len, dec_in)
+    w = transformer.collect_attention(model, data.src, data.src_len, dec_in)
     last = w["cross"][:, -1].mean(dim=1)  # (B, steps, T_src)
     for b, p in enumerate(preds):
         k = min(len(p) + 1, steps)
@@ -60,8 +61,9 @@ def test_collect_attention_equals_greedy_decoding_weights():
 
 def test_collect_attention_rejects_mismatched_batches():
     model, data = _small_batch()
+    dec_in = torch.zeros(3, 2, dtype=torch.long)
     with pytest.raises(ValueError, match="same B"):
-        ch09.collect_attention(model, data.src, data.src_len, torch.zeros(3, 2, dtype=torch.long))
+        transformer.collect_attention(model, data.src, data.src_len, dec_in)
 
 
 # --- the explorer ----------------------------------------------------------------------------
@@ -72,7 +74,7 @@ def _explorer():
     sources = [s2s.to_text(s) for s in data.src]
     predictions = [s[::-1] for s in sources]
     dec_in = s2s.decoder_input(data.tgt)
-    w = ch09.collect_attention(model, data.src, data.src_len, dec_in)
+    w = transformer.collect_attention(model, data.src, data.src_len, dec_in)
     return ch09.attention_explorer(sources, predictions, w), sources, predictions, w
 
 
@@ -273,7 +275,7 @@ def test_find_the_bug(capsys):
 
 def test_encoder_attention_at_init_against_the_blocks_by_hand():
     model, data = _small_batch()
-    got = ch09.encoder_attention_at_init(model, data.src, data.src_len)
+    got = transformer.encoder_attention_at_init(model, data.src, data.src_len)
     enc = model.encoder
     d, heads = enc.num_hiddens, enc.blks[0].attention.num_heads
     p = d // heads

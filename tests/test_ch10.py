@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch10
+from helpers import induction
 from helpers.transformer import TinyGPT
+from helpers.ui import ch10
 
 V = 11
 
@@ -21,17 +22,17 @@ def model():
 
 
 def test_repeated_sequences_repeat_and_are_seeded():
-    a = ch10.repeated_sequences(5, 7, V, torch.Generator().manual_seed(3))
-    b = ch10.repeated_sequences(5, 7, V, torch.Generator().manual_seed(3))
+    a = induction.repeated_sequences(5, 7, V, torch.Generator().manual_seed(3))
+    b = induction.repeated_sequences(5, 7, V, torch.Generator().manual_seed(3))
     assert a.shape == (5, 14) and a.dtype == torch.int64
     assert torch.equal(a, b) and torch.equal(a[:, :7], a[:, 7:])
     assert 0 <= int(a.min()) and int(a.max()) < V
     with pytest.raises(ValueError, match="half_len"):
-        ch10.repeated_sequences(5, 0, V)
+        induction.repeated_sequences(5, 0, V)
 
 
 def test_periodic_sequences_repeat_with_a_period_in_range():
-    x = ch10.periodic_sequences(200, 20, 3, 6, V, torch.Generator().manual_seed(0))
+    x = induction.periodic_sequences(200, 20, 3, 6, V, torch.Generator().manual_seed(0))
     assert x.shape == (200, 20)
     periods = []
     for row in x.tolist():
@@ -39,13 +40,13 @@ def test_periodic_sequences_repeat_with_a_period_in_range():
         periods.append(p)
     assert set(periods) == {3, 4, 5, 6}  # every period is drawn
     with pytest.raises(ValueError, match="max_period"):
-        ch10.periodic_sequences(2, 10, 5, 10)
+        induction.periodic_sequences(2, 10, 5, 10)
 
 
 def test_per_position_loss_matches_a_loop(model):
     tokens = torch.randint(0, V, (4, 9))
     with torch.no_grad():
-        got = ch10.per_position_loss(model, tokens)
+        got = induction.per_position_loss(model, tokens)
     assert got.shape == (8,)
     for t in range(8):  # predict token t + 1 from tokens 0..t alone (causality makes it equal)
         with torch.no_grad():
@@ -53,22 +54,22 @@ def test_per_position_loss_matches_a_loop(model):
         want = -torch.log_softmax(logits, -1)[torch.arange(4), tokens[:, t + 1]].mean()
         assert float(got[t]) == pytest.approx(float(want), rel=1e-4, abs=1e-5)
     with pytest.raises(ValueError, match="batch, T"):
-        ch10.per_position_loss(model, tokens[0])
+        induction.per_position_loss(model, tokens[0])
 
 
 def test_diagonal_scores_match_a_loop():
     g = torch.Generator().manual_seed(0)
     w = torch.rand(2, 3, 10, 10, generator=g)
     for offset, first in ((1, 0), (4, 5), (0, 0)):
-        got = ch10.diagonal_scores(w, offset, first)
+        got = induction.diagonal_scores(w, offset, first)
         for h in range(3):
             vals = [float(w[b, h, t, t - offset]) for b in range(2)
                     for t in range(max(first, offset), 10)]
             assert float(got[h]) == pytest.approx(sum(vals) / len(vals))
     with pytest.raises(ValueError, match="no query"):
-        ch10.diagonal_scores(w, 10)
+        induction.diagonal_scores(w, 10)
     with pytest.raises(ValueError, match="batch, heads, T, T"):
-        ch10.diagonal_scores(w[0], 1)
+        induction.diagonal_scores(w[0], 1)
 
 
 def test_ablate_head_equals_zeroing_that_heads_columns_of_W_o(model):
@@ -79,13 +80,13 @@ def test_ablate_head_equals_zeroing_that_heads_columns_of_W_o(model):
     p = 24 // 3
     with torch.no_grad():  # head 2 of block 1 feeds columns 2p..3p-1 of W_o
         ref.blks[1].attention.W_o.weight[:, 2 * p : 3 * p] = 0
-    with ch10.ablate_head(model, 1, 2):
+    with induction.ablate_head(model, 1, 2):
         got = model(tokens)
     torch.testing.assert_close(got, ref(tokens))
     assert not torch.allclose(got, before)
     torch.testing.assert_close(model(tokens), before)  # the hook is gone afterwards
     with pytest.raises(ValueError, match="head must be"):
-        with ch10.ablate_head(model, 0, 3):
+        with induction.ablate_head(model, 0, 3):
             pass
 
 
@@ -143,7 +144,7 @@ def test_mean_ablation_equals_a_bias_in_W_o(model):
     columns for that head times c at every position, which a reference builds by hand."""
     tokens = torch.randint(0, V, (3, 8))
     p = 24 // 3
-    mean = ch10.head_output_mean(model, 1, 2, tokens)
+    mean = induction.head_output_mean(model, 1, 2, tokens)
     assert mean.shape == (p,)
     seen = []
     hook = model.blks[1].attention.attention.register_forward_hook(
@@ -163,18 +164,18 @@ def test_mean_ablation_equals_a_bias_in_W_o(model):
             W_o.bias = torch.nn.Parameter(extra)
         else:
             W_o.bias += extra
-        with ch10.ablate_head(model, 1, 2, mean):
+        with induction.ablate_head(model, 1, 2, mean):
             got = model(tokens)
         torch.testing.assert_close(got, ref(tokens), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="replacement"):
-        with ch10.ablate_head(model, 1, 2, torch.zeros(p + 1)):
+        with induction.ablate_head(model, 1, 2, torch.zeros(p + 1)):
             pass
 
 
 def test_seen_token_mass_matches_a_loop(model):
     tokens = torch.randint(0, V, (4, 10), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        mass, share = ch10.seen_token_mass(model, tokens, 7)
+        mass, share = induction.seen_token_mass(model, tokens, 7)
         probs = torch.softmax(model(tokens[:, :6]).double(), -1)  # predictions at 0..5
     masses, shares = [], []
     for b in range(4):
@@ -185,7 +186,7 @@ def test_seen_token_mass_matches_a_loop(model):
     assert mass == pytest.approx(np.mean(masses), rel=1e-5)
     assert share == pytest.approx(np.mean(shares), rel=1e-6)
     with pytest.raises(ValueError, match="stop"):
-        ch10.seen_token_mass(model, tokens, 11)
+        induction.seen_token_mass(model, tokens, 11)
 
 
 def _gqa_bytes():  # a reference written from the definition: K and V, per kv head and position

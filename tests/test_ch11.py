@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch11
+from helpers.ui import ch11
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ from importlib import resources
 import pytest
 import torch
 
-from helpers import ch12, text
+from helpers import text, textmodels, training
 from helpers.bert import CharBERT
-from helpers.explorer import REPLACE_NONE
 from helpers.transformer import TinyGPT
+from helpers.ui import ch12
+from helpers.ui.checks import REPLACE_NONE
 
 
 @pytest.fixture(scope="module")
@@ -27,27 +28,27 @@ def tiny_gpt():
     return TinyGPT(20, num_hiddens=16, num_heads=2, num_layers=2, max_len=8).eval()
 
 
-@pytest.mark.parametrize("name", [ch12.GPT_ASSET, ch12.BERT_ASSET])
+@pytest.mark.parametrize("name", [textmodels.GPT_ASSET, textmodels.BERT_ASSET])
 def test_checkpoints_ship_small_with_their_config_and_vocab(name, corpus):
     path = resources.files("helpers") / "assets" / name
     assert path.is_file()
     assert path.stat().st_size <= 2_000_000
-    ckpt = ch12.load_checkpoint(name)
+    ckpt = textmodels.load_checkpoint(name)
     assert ckpt["vocab"] == "".join(corpus.vocab.itos[3:])
-    assert ckpt["steps"] == len(ckpt["losses"]) == ch12.TRAIN["steps"]
-    want = ch12.GPT_CONFIG if ckpt["kind"] == "gpt" else ch12.BERT_CONFIG
+    assert ckpt["steps"] == len(ckpt["losses"]) == textmodels.TRAIN["steps"]
+    want = textmodels.GPT_CONFIG if ckpt["kind"] == "gpt" else textmodels.BERT_CONFIG
     assert ckpt["config"] == want
 
 
 def test_loaders_build_the_classes_and_load_strictly(corpus):
-    gpt, vocab = ch12.load_text_gpt()
+    gpt, vocab = textmodels.load_text_gpt()
     assert isinstance(gpt, TinyGPT) and not gpt.training
-    assert gpt.max_len == ch12.GPT_CONFIG["max_len"] and vocab.itos == corpus.vocab.itos
-    fresh = ch12.build_gpt(len(vocab))
+    assert gpt.max_len == textmodels.GPT_CONFIG["max_len"] and vocab.itos == corpus.vocab.itos
+    fresh = textmodels.build_gpt(len(vocab))
     fresh.load_state_dict(gpt.state_dict())  # strict: the class as built takes every tensor
-    bert, vocab_b = ch12.load_text_bert()
+    bert, vocab_b = textmodels.load_text_bert()
     assert isinstance(bert, CharBERT) and vocab_b.itos == vocab.itos
-    ch12.build_bert(len(vocab)).load_state_dict(bert.state_dict())
+    textmodels.build_bert(len(vocab)).load_state_dict(bert.state_dict())
     x = vocab.encode("The value of x.")[None]
     assert gpt(x).shape == (1, 15, len(vocab))
 
@@ -55,29 +56,29 @@ def test_loaders_build_the_classes_and_load_strictly(corpus):
 @pytest.mark.parametrize("kind", ["gpt", "bert"])
 def test_the_scripts_first_steps_reproduce_the_stored_loss_curve(kind, corpus):
     torch.set_num_threads(1)
-    t = ch12.TRAIN
+    t = textmodels.TRAIN
     vocab = corpus.vocab
     ids = vocab.encode(corpus.stream("train"))
     n = 3
     if kind == "gpt":
-        stored = ch12.load_checkpoint(ch12.GPT_ASSET)["losses"]
-        model = ch12.build_gpt(len(vocab), seed=t["seed"])
-        losses = ch12.train_gpt(model, ids, n, t["batch_size"], t["gpt_lr"], t["warmup"],
+        stored = textmodels.load_checkpoint(textmodels.GPT_ASSET)["losses"]
+        model = textmodels.build_gpt(len(vocab), seed=t["seed"])
+        losses = textmodels.train_gpt(model, ids, n, t["batch_size"], t["gpt_lr"], t["warmup"],
                                 t["seed"], total_steps=t["steps"])
     else:
-        stored = ch12.load_checkpoint(ch12.BERT_ASSET)["losses"]
-        model = ch12.build_bert(len(vocab), seed=t["seed"])
-        losses = ch12.train_bert(model, ids, vocab, n, t["batch_size"], t["bert_lr"],
+        stored = textmodels.load_checkpoint(textmodels.BERT_ASSET)["losses"]
+        model = textmodels.build_bert(len(vocab), seed=t["seed"])
+        losses = textmodels.train_bert(model, ids, vocab, n, t["batch_size"], t["bert_lr"],
                                  t["warmup"], t["seed"], total_steps=t["steps"])
     assert losses == pytest.approx(stored[:n], rel=2e-3)
     assert stored[-1] < stored[0] - 1.0  # and the stored curve fell
 
 
 def test_lr_schedule_warms_up_then_decays_to_a_tenth():
-    assert ch12.lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
-    assert ch12.lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
-    assert ch12.lr_at(10, 100, 1.0, 10) == pytest.approx(1.0)
-    assert ch12.lr_at(100, 100, 1.0, 10) == pytest.approx(0.1)
+    assert training.lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert training.lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
+    assert training.lr_at(10, 100, 1.0, 10) == pytest.approx(1.0)
+    assert training.lr_at(100, 100, 1.0, 10) == pytest.approx(0.1)
 
 
 def _direct_bits(model, ids, window):
@@ -96,7 +97,7 @@ def _direct_bits(model, ids, window):
 def test_causal_eval_matches_a_direct_loop(tiny_gpt):
     g = torch.Generator().manual_seed(0)
     docs = [torch.randint(0, 20, (n,), generator=g) for n in (20, 9, 2)]
-    got = ch12.causal_eval(tiny_gpt, docs, window=8)
+    got = textmodels.causal_eval(tiny_gpt, docs, window=8)
     bits = [_direct_bits(tiny_gpt, d, 8) for d in docs]
     n = [d.numel() - 1 for d in docs]
     assert got["chars"] == sum(n)
@@ -104,7 +105,7 @@ def test_causal_eval_matches_a_direct_loop(tiny_gpt):
                                         rel=1e-5)
     assert got["accuracy"] == pytest.approx(sum(a * k for (_, a), k in zip(bits, n)) / sum(n))
     # a sliding window scores every target once, each with at least window - stride of context
-    slide = ch12.causal_eval(tiny_gpt, docs, window=8, stride=2)
+    slide = textmodels.causal_eval(tiny_gpt, docs, window=8, stride=2)
     assert slide["chars"] == sum(n)
     nll = 0.0
     for d in docs:
@@ -115,11 +116,12 @@ def test_causal_eval_matches_a_direct_loop(tiny_gpt):
             nll -= logp[d[t]].item()
     assert slide["bits"] == pytest.approx(nll / sum(n) / math.log(2), rel=1e-5)
     with pytest.raises(ValueError, match="stride"):
-        ch12.causal_eval(tiny_gpt, docs, window=8, stride=9)
+        textmodels.causal_eval(tiny_gpt, docs, window=8, stride=9)
 
 
 def test_count_attention_in_the_real_depth_architectures():
-    counts = {k: ch12.count_attention(m) for k, m in ch12.real_depth_architectures().items()}
+    architectures = textmodels.real_depth_architectures()
+    counts = {k: textmodels.count_attention(m) for k, m in architectures.items()}
     assert counts == {
         "Transformer base (2017)": {"self": 6, "masked self": 6, "cross": 6},
         "BERT-base": {"self": 12, "masked self": 0, "cross": 0},
@@ -128,7 +130,7 @@ def test_count_attention_in_the_real_depth_architectures():
     from helpers.attention import MultiHeadAttention
 
     with pytest.raises(ValueError, match="does not know"):
-        ch12.count_attention(torch.nn.Sequential(MultiHeadAttention(4, 2, 0.0)))
+        textmodels.count_attention(torch.nn.Sequential(MultiHeadAttention(4, 2, 0.0)))
 
 
 def test_count_attention_kinds_match_what_each_module_can_see():
@@ -153,40 +155,41 @@ def test_count_attention_kinds_match_what_each_module_can_see():
     memory = torch.randn(1, 6, d)
     memory_later = memory.clone()
     memory_later[0, -1] += 1.0
-    assert ch12.count_attention(enc) == {"self": 1, "masked self": 0, "cross": 0}
+    assert textmodels.count_attention(enc) == {"self": 1, "masked self": 0, "cross": 0}
     assert earlier_moves(lambda x: enc(x, None), X, later)  # "self": sees later positions
-    assert ch12.count_attention(gpt_block) == {"self": 0, "masked self": 1, "cross": 0}
+    assert textmodels.count_attention(gpt_block) == {"self": 0, "masked self": 1, "cross": 0}
     assert not earlier_moves(gpt_block, X, later)  # "masked self": does not
-    assert ch12.count_attention(dec) == {"self": 0, "masked self": 1, "cross": 1}
+    assert textmodels.count_attention(dec) == {"self": 0, "masked self": 1, "cross": 1}
     assert not earlier_moves(lambda x: dec(x, [memory, None, [None]])[0], X, later)
     assert earlier_moves(lambda m: dec(X, [m, None, [None]])[0], memory, memory_later)
 
 
 def test_attention_masks():
-    m = ch12.attention_masks(4, 3, src_valid=3)
+    m = textmodels.attention_masks(4, 3, src_valid=3)
     assert m["bidirectional self"].tolist() == [[1, 1, 1, 0]] * 4
     assert m["causal self"].tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
     assert m["encoder-to-decoder"].tolist() == [[1, 1, 1, 0]] * 3
-    full = ch12.attention_masks(2, 3)
+    full = textmodels.attention_masks(2, 3)
     assert full["encoder-to-decoder"].tolist() == [[1, 1]] * 3
     with pytest.raises(ValueError, match="src_valid"):
-        ch12.attention_masks(4, 3, src_valid=5)
+        textmodels.attention_masks(4, 3, src_valid=5)
 
 
 def test_patterns():
-    assert ch12.previous_char_pairs("abc") == [(1, 0), (2, 1)]
-    assert ch12.next_char_pairs("abc") == [(0, 1), (1, 2)]
+    assert textmodels.previous_char_pairs("abc") == [(1, 0), (2, 1)]
+    assert textmodels.next_char_pairs("abc") == [(0, 1), (1, 2)]
     # "ab cdef g_hij": cdef starts at 3, g_hij at 8; a cut-off word at the left edge is skipped
-    assert ch12.word_start_pairs("ab cdef g_hij") == [(5, 3), (6, 3), (10, 8), (11, 8), (12, 8)]
-    assert ch12.word_start_pairs("xyz ab") == [(2, 0)]
+    pairs = textmodels.word_start_pairs("ab cdef g_hij")
+    assert pairs == [(5, 3), (6, 3), (10, 8), (11, 8), (12, 8)]
+    assert textmodels.word_start_pairs("xyz ab") == [(2, 0)]
 
 
 def test_head_scores_match_a_loop(tiny_gpt):
     vocab = text.CharVocab("abcdefgh ")
     texts = ["ab cdef ", "gh abcd "]
     tiny_gpt_v = TinyGPT(len(vocab), 16, 2, 2, max_len=8).eval()
-    got = ch12.head_scores(tiny_gpt_v, texts, vocab)
-    for name, fn in ch12.PATTERNS.items():
+    got = textmodels.head_scores(tiny_gpt_v, texts, vocab)
+    for name, fn in textmodels.PATTERNS.items():
         want = torch.zeros(2, 2, dtype=torch.float64)
         pairs = 0
         for t in texts:
@@ -200,7 +203,7 @@ def test_head_scores_match_a_loop(tiny_gpt):
         torch.testing.assert_close(got[name].double(), (want / pairs), atol=1e-6, rtol=1e-5)
     assert float(got["next char"].abs().max()) < 1e-6  # causal: the future is never weighed
     with pytest.raises(ValueError, match="one length"):
-        ch12.head_scores(tiny_gpt_v, ["ab", "abc"], vocab)
+        textmodels.head_scores(tiny_gpt_v, ["ab", "abc"], vocab)
 
 
 def test_fill_in_and_last_position_evals_agree_with_direct_predictions(corpus):
@@ -208,8 +211,8 @@ def test_fill_in_and_last_position_evals_agree_with_direct_predictions(corpus):
     vocab = corpus.vocab
     gpt = TinyGPT(len(vocab), 16, 2, 1, max_len=16).eval()
     bert = CharBERT(len(vocab), 16, 32, 2, 1, max_len=16).eval()
-    docs = ch12.document_ids(["The cat sat on the mat and ate a rat."], vocab)
-    out = ch12.fill_in_eval(gpt, bert, docs, vocab, every=4)
+    docs = textmodels.document_ids(["The cat sat on the mat and ate a rat."], vocab)
+    out = textmodels.fill_in_eval(gpt, bert, docs, vocab, every=4)
     assert out["blanks"] == 2 * 4  # two full windows of 16, blanks at 3, 7, 11, 15
     x = docs[0][:16]
     with torch.no_grad():
@@ -238,7 +241,7 @@ def test_fill_in_and_last_position_evals_agree_with_direct_predictions(corpus):
     assert out["bert"]["bits"] == pytest.approx(bert_nll / 8 / math.log(2), rel=1e-6)
     assert out["gpt"]["accuracy"] == pytest.approx(gpt_right / 8)
     assert out["bert"]["accuracy"] == pytest.approx(bert_right / 8)
-    last = ch12.last_position_eval(gpt, bert, docs, vocab)
+    last = textmodels.last_position_eval(gpt, bert, docs, vocab)
     assert last["predictions"] == 2
     with torch.no_grad():
         lp = torch.log_softmax(gpt(torch.stack([docs[0][:15], docs[0][16:31]]))[:, -1].double(),
@@ -259,9 +262,9 @@ def test_fill_in_and_last_position_evals_agree_with_direct_predictions(corpus):
 
 
 def test_heldout_sentences_and_windows(corpus):
-    s = ch12.heldout_sentences(corpus, 6)
+    s = textmodels.heldout_sentences(corpus, 6)
     assert len(s) == 6 and all(36 <= len(x) <= 52 and x.endswith(".") for x in s)
-    w = ch12.heldout_windows(corpus, 64, 10)
+    w = textmodels.heldout_windows(corpus, 64, 10)
     assert len(w) == 10 and {len(x) for x in w} == {64}
 
 
@@ -269,7 +272,7 @@ def test_bert_generate_appends_ordinary_tokens(corpus):
     torch.manual_seed(0)
     vocab = corpus.vocab
     bert = CharBERT(len(vocab), 16, 32, 2, 1, max_len=8).eval()
-    out = ch12.bert_generate(bert, vocab.encode("abcdefghij"), 5, vocab.mask_id,
+    out = textmodels.bert_generate(bert, vocab.encode("abcdefghij"), 5, vocab.mask_id,
                              generator=torch.Generator().manual_seed(0))
     assert out.shape == (15,) and int(out[10:].min()) >= 3
 
@@ -325,10 +328,10 @@ def test_bracket_check():
 def test_build_bert_starts_positions_from_the_sinusoidal_table():
     from helpers.transformer import PositionalEncoding
 
-    m = ch12.build_bert(20, {"num_hiddens": 8, "ffn_num_hiddens": 16, "num_heads": 2,
+    m = textmodels.build_bert(20, {"num_hiddens": 8, "ffn_num_hiddens": 16, "num_heads": 2,
                              "num_blks": 1, "max_len": 10, "dropout": 0.0}, seed=0)
     torch.testing.assert_close(m.encoder.pos_embedding.detach(), PositionalEncoding(8, 0.0, 10).P)
-    d2l_like = ch12.build_bert(20, {"num_hiddens": 8, "ffn_num_hiddens": 16, "num_heads": 2,
+    d2l_like = textmodels.build_bert(20, {"num_hiddens": 8, "ffn_num_hiddens": 16, "num_heads": 2,
                                     "num_blks": 1, "max_len": 10, "dropout": 0.0}, seed=0,
                                sinusoidal_start=False)
     assert d2l_like.encoder.pos_embedding.std() > 0.8  # d2l's randn start
@@ -352,11 +355,11 @@ def test_lookalike_head_check(capsys):
 
 def test_uniform_score_and_strong_rows():
     texts = ["abcd"]
-    assert ch12.uniform_score(texts, ch12.previous_char_pairs, causal=True) == pytest.approx(
-        (1 / 2 + 1 / 3 + 1 / 4) / 3)
-    assert ch12.uniform_score(texts, ch12.previous_char_pairs, causal=False) == 0.25
+    causal = textmodels.uniform_score(texts, textmodels.previous_char_pairs, causal=True)
+    assert causal == pytest.approx((1 / 2 + 1 / 3 + 1 / 4) / 3)
+    assert textmodels.uniform_score(texts, textmodels.previous_char_pairs, causal=False) == 0.25
     with pytest.raises(ValueError, match="no"):
-        ch12.uniform_score(["a"], ch12.previous_char_pairs, causal=True)
+        textmodels.uniform_score(["a"], textmodels.previous_char_pairs, causal=True)
     causal_uniform = torch.ones(3, 3).tril()
     causal_uniform /= causal_uniform.sum(1, keepdim=True)
     assert ch12.strong_rows(causal_uniform.numpy()).tolist() == [False, False, False]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch13, vision
+from helpers import vision
+from helpers.ui import ch13
 from helpers.vision import ViT
 
 
@@ -23,7 +24,7 @@ def test_importance_maps_follow_their_definitions(vit):
     images = torch.rand(5, 1, 8, 8, generator=gen)
     images[:, :, :2, :2] = 0.0  # patch 0 holds no ink
     labels = torch.tensor([0, 1, 2, 3, 4])
-    maps = ch13.importance_maps(vit, images, labels)
+    maps = vision.importance_maps(vit, images, labels)
     with torch.no_grad():
         vit(images)
     att = [a.double().numpy() for a in vit.attention_maps]  # per layer (5, 2, 17, 17)
@@ -60,7 +61,7 @@ def test_spelled_positions_end_at_the_first_eos():
     E, a = vision.EOS, 5
     tokens = torch.tensor([[a, a, E, a, E], [a, a, a, a, a], [E, a, a, a, a]])
     want = [[True, True, True, False, False], [True] * 5, [True, False, False, False, False]]
-    assert ch13.spelled_positions(tokens).tolist() == want
+    assert vision.spelled_positions(tokens).tolist() == want
 
 
 def test_letter_focus_leaves_out_positions_after_eos():
@@ -69,13 +70,13 @@ def test_letter_focus_leaves_out_positions_after_eos():
                          [[0.5, 0.25, 0.25], [0.5, 0.4, 0.1]]])  # (N=3, T=2, P=3)
     ink = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
     valid = torch.tensor([[True, True], [True, False], [True, True]])  # image 1 ended at t=0
-    f = ch13.letter_focus(maps, ink, valid)
+    f = vision.letter_focus(maps, ink, valid)
     assert f["count"] == [3, 2]
     np.testing.assert_allclose(f["max_weight"], [(0.7 + 0.6 + 0.5) / 3, (0.8 + 0.5) / 2])
     np.testing.assert_allclose(f["same_patch"], [2 / 3, 1 / 2])
     np.testing.assert_allclose(f["ink_at_top"], [(1 + 5 + 7) / 3, (3 + 7) / 2])
     with pytest.raises(ValueError, match="valid"):
-        ch13.letter_focus(maps, ink, valid.int())
+        vision.letter_focus(maps, ink, valid.int())
 
 
 def test_letter_focus_counts_heaviest_patches():
@@ -83,12 +84,12 @@ def test_letter_focus_counts_heaviest_patches():
                          [[0.1, 0.6, 0.3], [0.2, 0.2, 0.6]],
                          [[0.5, 0.25, 0.25], [0.5, 0.4, 0.1]]])  # (N=3, T=2, P=3)
     ink = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
-    f = ch13.letter_focus(maps, ink)
+    f = vision.letter_focus(maps, ink)
     np.testing.assert_allclose(f["max_weight"], [(0.7 + 0.6 + 0.5) / 3, (0.8 + 0.6 + 0.5) / 3])
     np.testing.assert_allclose(f["same_patch"], [2 / 3, 2 / 3])  # patch 0, then patch 2
     np.testing.assert_allclose(f["ink_at_top"], [(1 + 5 + 7) / 3, (3 + 6 + 7) / 3])
     with pytest.raises(ValueError, match="letter_maps"):
-        ch13.letter_focus(maps, ink[:, :2])
+        vision.letter_focus(maps, ink[:, :2])
 
 
 def test_precision_at_k_is_a_loop():
@@ -97,14 +98,14 @@ def test_precision_at_k_is_a_loop():
     ql, kl = torch.randint(0, 3, (6,), generator=gen), torch.randint(0, 3, (9,), generator=gen)
     want = np.mean([[kl[j] == ql[i] for j in w[i].argsort(descending=True)[:4]]
                     for i in range(6)])
-    assert ch13.precision_at_k(w, ql, kl, 4) == pytest.approx(float(want))
+    assert vision.precision_at_k(w, ql, kl, 4) == pytest.approx(float(want))
     sq = torch.rand(5, 5, generator=gen) + 10 * torch.eye(5)
     labels = torch.tensor([0, 0, 1, 1, 2])
     # without excluding itself each query's top item is itself
-    assert ch13.precision_at_k(sq, labels, labels, 1) == 1.0
-    assert ch13.precision_at_k(sq, labels, labels, 1, exclude_self=True) < 1.0
+    assert vision.precision_at_k(sq, labels, labels, 1) == 1.0
+    assert vision.precision_at_k(sq, labels, labels, 1, exclude_self=True) < 1.0
     with pytest.raises(ValueError, match="n_q, n_k"):
-        ch13.precision_at_k(w, ql[:2], kl, 1)
+        vision.precision_at_k(w, ql[:2], kl, 1)
 
 
 def test_importance_explorer_draws_the_chosen_maps():
@@ -214,7 +215,7 @@ def test_vit_scores_check_counts_independently(capsys):
 def _quiet_maps():
     occ = torch.tensor([[0.0, 5e-4, 0.2, -2e-4], [0.3, 0.0, -0.1, 1e-5]])
     ink = torch.tensor([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 2.0]])
-    return ch13.ImportanceMaps(occlusion_raw=occ, ink=ink)
+    return vision.ImportanceMaps(occlusion_raw=occ, ink=ink)
 
 
 def test_quiet_patches_check(capsys):

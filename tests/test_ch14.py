@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ch14, llm
+from helpers import llm, textmodels
 from helpers.transformer import TinyGPT
+from helpers.ui import ch14
 
 V = 13
 
@@ -26,11 +27,11 @@ def tiny():
 
 def test_heldout_sequences_are_disjoint_windows_in_order():
     ids = torch.arange(50)
-    seqs = ch14.heldout_sequences(ids, 7)
+    seqs = llm.heldout_sequences(ids, 7)
     assert seqs.shape == (7, 7) and torch.equal(seqs.flatten(), ids[:49])
-    assert ch14.heldout_sequences(ids, 7, num=2).shape == (2, 7)
+    assert llm.heldout_sequences(ids, 7, num=2).shape == (2, 7)
     with pytest.raises(ValueError, match="length=60"):
-        ch14.heldout_sequences(ids, 60)
+        llm.heldout_sequences(ids, 60)
 
 
 def test_next_char_bits_matches_a_loop(tiny):
@@ -42,14 +43,14 @@ def test_next_char_bits_matches_a_loop(tiny):
         total -= float(logp[torch.arange(3), seqs[:, t + 1]].sum())
         count += 3
     want = total / count / math.log(2)
-    assert ch14.next_char_bits(tiny, seqs, first=4) == pytest.approx(want, rel=1e-5)
+    assert llm.next_char_bits(tiny, seqs, first=4) == pytest.approx(want, rel=1e-5)
     total, count = 0.0, 0
     for t in range(4, 10, 3):
         with torch.no_grad():
             logp = torch.log_softmax(tiny(seqs[:, : t + 1])[:, -1].double(), -1)  # (3, V)
         total -= float(logp[torch.arange(3), seqs[:, t + 1]].sum())
         count += 3
-    got = ch14.next_char_bits(tiny, seqs, first=4, stride=3)
+    got = llm.next_char_bits(tiny, seqs, first=4, stride=3)
     assert got == pytest.approx(total / count / math.log(2), rel=1e-5)
 
 
@@ -61,7 +62,7 @@ def test_recomputed_window_bits_matches_a_loop(tiny):
             logits = tiny(seqs[:, t - window + 1 : t + 1])[:, -1].double()
         total -= float(torch.log_softmax(logits, -1)[torch.arange(2), seqs[:, t + 1]].sum())
         count += 2
-    got = ch14.recomputed_window_bits(tiny, seqs, window, stride=2)
+    got = llm.recomputed_window_bits(tiny, seqs, window, stride=2)
     assert got == pytest.approx(total / count / math.log(2), rel=1e-5)
 
 
@@ -69,23 +70,22 @@ def test_uptrain_lowers_the_loss_and_is_seeded(tiny):
     ids = torch.arange(200) % V  # a periodic text the model can learn quickly
     a = llm.from_tinygpt(tiny, 2)
     b = llm.from_tinygpt(tiny, 2)
-    la = ch14.uptrain(a, ids, 12, batch_size=4, lr=3e-3)
-    lb = ch14.uptrain(b, ids, 12, batch_size=4, lr=3e-3)
+    la = llm.uptrain(a, ids, 12, batch_size=4, lr=3e-3)
+    lb = llm.uptrain(b, ids, 12, batch_size=4, lr=3e-3)
     assert la == lb and la[-1] < la[0]
     assert not a.training
 
 
 def test_decode_tokens_per_second_runs(tiny):
-    rate = ch14.decode_tokens_per_second(tiny, batch=2, prompt_len=4, new_tokens=3, repeats=1)
+    rate = llm.decode_tokens_per_second(tiny, batch=2, prompt_len=4, new_tokens=3, repeats=1)
     assert rate > 0 and math.isfinite(rate)
 
 
 def test_shipped_uptrained_models_load_and_beat_mean_pooling():
-    assert (resources.files("helpers") / "assets" / ch14.GQA_ASSET).is_file()  # it ships
-    from helpers import ch12
+    assert (resources.files("helpers") / "assets" / llm.GQA_ASSET).is_file()  # it ships
 
-    base, vocab = ch12.load_text_gpt()
-    models, meta = ch14.load_gqa_models(base)
+    base, vocab = textmodels.load_text_gpt()
+    models, meta = llm.load_gqa_models(base)
     assert sorted(models) == [1, 2]
     for kv, model in models.items():
         assert model.blks[0].attention.W_k.weight.shape[0] == kv * 32

@@ -1,4 +1,4 @@
-"""Explorer frames for the static site: `helpers.explorer.sweep_frames` and tools/static_explorers.
+"""Explorer frames for the static site: `helpers.ui.frames.sweep_frames` and tools/static_explorers.
 
 The browser side (the page's controls swap the frames) is checked on the built site in
 tests/test_site.py.
@@ -18,7 +18,8 @@ import pytest
 import static_explorers  # tools/ is on pytest's pythonpath
 from matplotlib.figure import Figure
 
-from helpers.explorer import build_explorer, explorer_by_model_id, sweep_frames
+from helpers.ui.explorer import build_explorer, explorer_by_model_id
+from helpers.ui.frames import sweep_frames
 
 
 def _explorer(slider: widgets.Widget | None = None):
@@ -127,7 +128,7 @@ def test_embed_replaces_explorer_views_only(tmp_path):
     """A notebook showing an explorer and a plain slider: only the explorer becomes frames."""
     code = [
         "import ipywidgets as widgets\nimport numpy as np\nfrom matplotlib.figure import Figure\n"
-        "from helpers.explorer import build_explorer\nfig = Figure(figsize=(2, 2))\n"
+        "from helpers.ui.explorer import build_explorer\nfig = Figure(figsize=(2, 2))\n"
         "ax = fig.subplots()\n(line,) = ax.plot([0, 1], [0, 0])\nax.set_ylim(0, 3)\n"
         "def draw(h):\n    line.set_ydata([h, h])\n    return fig, {}\n"
         "box = build_explorer({'h': widgets.IntSlider(value=1, min=0, max=2)}, draw, title='T')",

@@ -1,7 +1,6 @@
 """Seeds and devices."""
 
 import random
-import time
 
 import numpy as np
 import pytest
@@ -93,50 +92,3 @@ def test_book_setup_refuses_an_old_torch(monkeypatch):
     monkeypatch.setattr(torch, "__version__", "3.0.0")
     with pytest.raises(RuntimeError, match=r"below 3.0; found 3.0.0"):
         helpers.book_setup()
-
-
-def test_measure_peak_memory_sees_a_large_temporary_allocation():
-    def allocate():
-        x = torch.ones(64 * 2**20 // 4)  # 64 MB of float32, freed on return
-        return float(x[0])
-
-    seconds, mb = helpers.utils.measure_peak_memory(allocate)
-    assert seconds > 0
-    assert 32 <= mb < 1024
-
-
-def test_measure_peak_memory_counts_an_allocation_that_reuses_freed_heap():
-    # Many small tensors, freed: the C allocator keeps their pages resident for reuse. A large
-    # allocation served from them raises no resident memory unless they are handed back first.
-    small = [torch.ones(25_000) for _ in range(4000)]  # 100 KB each, 400 MB in all
-    keep = torch.ones(10)  # sits above them in the heap, so freeing them cannot shrink it
-    del small
-
-    def allocate():
-        x = torch.ones(64 * 2**20 // 4)
-        return float(x[0])
-
-    _, mb = helpers.utils.measure_peak_memory(allocate)
-    assert float(keep[0]) == 1.0
-    assert 32 <= mb < 1024
-
-
-def test_memory_is_measured_through_psutil_where_proc_is_missing(monkeypatch):
-    import psutil
-
-    def no_proc(field):
-        raise OSError("no /proc here")  # as on macOS and Windows
-
-    monkeypatch.setattr(helpers.utils, "_status_kb", no_proc)
-    rss = helpers.utils._rss_bytes()
-    assert abs(rss - psutil.Process().memory_info().rss) < 64 * 2**20  # the same reading
-    assert rss > 10 * 2**20  # a Python process with torch is not 0 bytes
-
-    def allocate_and_hold():
-        x = torch.ones(64 * 2**20 // 4)  # 64 MB of float32
-        time.sleep(0.05)  # held long enough for a sampler reading every 1 ms
-        return float(x[0])
-
-    seconds, mb = helpers.utils.measure_peak_memory(allocate_and_hold)
-    assert seconds >= 0.05
-    assert 32 <= mb < 1024

@@ -14,7 +14,7 @@ PyTorch version or another machine would perturb them:
   (a different trajectory, as a different kernel's round-off gives over many steps);
 - every clock a notebook can read (`time.perf_counter`, `time.time`, `time.monotonic`,
   `timeit.default_timer`, ...) runs at a rate that changes at every reading, between half and
-  twice real time, and `helpers.utils.measure_peak_memory` reports 0.8-1.25 times what it
+  twice real time, and `helpers.profiling.measure_peak_memory` reports 0.8-1.25 times what it
   measured, plus up to 1 MB.
 
 Then every cell that nbval compares (not marked `NBVAL_IGNORE_OUTPUT` or `NBVAL_SKIP`) must print
@@ -86,15 +86,15 @@ def _book_perturb(seed=20261204):
         setattr(time, name, drifting(getattr(time, name), as_int=True))
     timeit.default_timer = time.perf_counter
 
-    import helpers.utils
-    measure = helpers.utils.measure_peak_memory
+    import helpers.profiling
+    measure = helpers.profiling.measure_peak_memory
 
     def measure_peak_memory(*args, **kwargs):
         seconds, mb = measure(*args, **kwargs)
         return seconds, mb * rng.uniform(0.8, 1.25) + rng.uniform(0.0, 1.0)
 
     measure_peak_memory.__doc__ = measure.__doc__
-    helpers.utils.measure_peak_memory = measure_peak_memory
+    helpers.profiling.measure_peak_memory = measure_peak_memory
 
 
 _book_perturb()

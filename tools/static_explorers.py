@@ -3,7 +3,7 @@
 A chapter's explorer is a live ipywidgets box; its stored output is only a widget view that a page
 without a kernel cannot draw. `embed_explorers(path, nb)` runs the chapter in a fresh kernel, finds
 each explorer box the chapter displays (by the widget model id in its output) and calls
-`helpers.explorer.sweep_frames` on it there: one control at a time is moved across its values and
+`helpers.ui.frames.sweep_frames` on it there: one control at a time is moved across its values and
 each frame is kept as a PNG. Each explorer's widget-view output is then replaced by a small
 self-contained HTML block (controls, an image, the frames and ~60 lines of JavaScript, no network)
 whose sliders, dropdowns and checkboxes swap the stored frames.
@@ -28,7 +28,8 @@ MAX_VALUES = 12  # frames per slider
 # Runs in the chapter's kernel after its last cell: sweeps every explorer it can find by model id.
 SWEEP_SOURCE = """
 import json as _json
-from helpers.explorer import explorer_by_model_id as _find, sweep_frames as _sweep
+from helpers.ui.explorer import explorer_by_model_id as _find
+from helpers.ui.frames import sweep_frames as _sweep
 _frames = {}
 for _id in %(ids)r:
     _box = _find(_id)

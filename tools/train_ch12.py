@@ -22,22 +22,22 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers import ch12  # noqa: E402
+from helpers import textmodels  # noqa: E402
 from helpers.text import load_corpus  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=("gpt", "bert", "both"), default="both")
-    ap.add_argument("--steps", type=int, default=ch12.TRAIN["steps"])
+    ap.add_argument("--steps", type=int, default=textmodels.TRAIN["steps"])
     ap.add_argument("--out", type=Path, default=ROOT / "helpers" / "assets")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     corpus = load_corpus()
     vocab = corpus.vocab
     train_ids = vocab.encode(corpus.stream("train"))  # (N,)
-    held = ch12.document_ids(corpus.heldout_docs, vocab)
-    t = ch12.TRAIN
+    held = textmodels.document_ids(corpus.heldout_docs, vocab)
+    t = textmodels.TRAIN
     args.out.mkdir(parents=True, exist_ok=True)
 
     def log(step, loss):
@@ -48,21 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("gpt", "bert") if args.model == "both" else (args.model,):
         start = time.perf_counter()
         if kind == "gpt":
-            model = ch12.build_gpt(len(vocab), seed=t["seed"])
-            losses = ch12.train_gpt(model, train_ids, args.steps, t["batch_size"], t["gpt_lr"],
-                                    t["warmup"], t["seed"], log=log)
+            model = textmodels.build_gpt(len(vocab), seed=t["seed"])
+            losses = textmodels.train_gpt(model, train_ids, args.steps, t["batch_size"],
+                                          t["gpt_lr"], t["warmup"], t["seed"], log=log)
             seconds = time.perf_counter() - start
-            result = ch12.causal_eval(model, held)
-            config, name = ch12.GPT_CONFIG, ch12.GPT_ASSET
+            result = textmodels.causal_eval(model, held)
+            config, name = textmodels.GPT_CONFIG, textmodels.GPT_ASSET
         else:
-            model = ch12.build_bert(len(vocab), seed=t["seed"])
-            losses = ch12.train_bert(model, train_ids, vocab, args.steps, t["batch_size"],
-                                     t["bert_lr"], t["warmup"], t["seed"], log=log)
+            model = textmodels.build_bert(len(vocab), seed=t["seed"])
+            losses = textmodels.train_bert(model, train_ids, vocab, args.steps, t["batch_size"],
+                                           t["bert_lr"], t["warmup"], t["seed"], log=log)
             seconds = time.perf_counter() - start
-            result = ch12.bert_masked_eval(model, held, vocab)
-            config, name = ch12.BERT_CONFIG, ch12.BERT_ASSET
+            result = textmodels.bert_masked_eval(model, held, vocab)
+            config, name = textmodels.BERT_CONFIG, textmodels.BERT_ASSET
         print(f"{kind}: {args.steps} steps in {seconds:.0f} s; held-out {result}", flush=True)
-        ch12.save_checkpoint(args.out / name, model, kind, config, vocab, losses,
+        textmodels.save_checkpoint(args.out / name, model, kind, config, vocab, losses,
                              steps=args.steps, train=dict(t), train_seconds=seconds,
                              heldout=result, torch_version=str(torch.__version__))
     return 0

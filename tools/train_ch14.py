@@ -22,32 +22,32 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers import ch12, ch14  # noqa: E402
+from helpers import llm, textmodels  # noqa: E402
 from helpers.llm import from_tinygpt  # noqa: E402
 from helpers.text import load_corpus  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=ch14.UPTRAIN["steps"])
+    ap.add_argument("--steps", type=int, default=llm.UPTRAIN["steps"])
     ap.add_argument("--out", type=Path, default=ROOT / "helpers" / "assets")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     corpus = load_corpus()
-    base, vocab = ch12.load_text_gpt()
+    base, vocab = textmodels.load_text_gpt()
     train_ids = vocab.encode(corpus.stream("train"))  # (N,)
-    held = ch12.document_ids(corpus.heldout_docs, vocab)
-    u = ch14.UPTRAIN
+    held = textmodels.document_ids(corpus.heldout_docs, vocab)
+    u = llm.UPTRAIN
     states, losses, before, after, seconds = {}, {}, {}, {}, {}
     heads = base.blks[0].attention.num_heads
     for kv in (heads, 2, 1):
         model = from_tinygpt(base, kv)
-        before[kv] = ch12.causal_eval(model, held)["bits"]
+        before[kv] = textmodels.causal_eval(model, held)["bits"]
         start = time.perf_counter()
-        losses[kv] = ch14.uptrain(model, train_ids, args.steps, u["batch_size"], u["lr"],
+        losses[kv] = llm.uptrain(model, train_ids, args.steps, u["batch_size"], u["lr"],
                                   u["seed"])
         seconds[kv] = time.perf_counter() - start
-        after[kv] = ch12.causal_eval(model, held)["bits"]
+        after[kv] = textmodels.causal_eval(model, held)["bits"]
         print(f"{kv} key/value heads: held-out bits/char {before[kv]:.3f} -> {after[kv]:.3f} "
               f"after {args.steps} steps ({seconds[kv]:.0f} s)", flush=True)
         if kv != heads:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save({"states": states, "losses": losses, "bits_before": before, "bits_after": after,
                 "steps": args.steps, "uptrain": dict(u), "train_seconds": seconds,
-                "torch_version": str(torch.__version__)}, args.out / ch14.GQA_ASSET)
+                "torch_version": str(torch.__version__)}, args.out / llm.GQA_ASSET)
     return 0
 
 

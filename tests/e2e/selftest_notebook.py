@@ -20,7 +20,7 @@ import ipywidgets as widgets
 import numpy as np
 from matplotlib.figure import Figure
 
-from helpers.explorer import build_explorer
+from helpers.ui.explorer import build_explorer
 
 
 def draw(freq, kind="sin"):

@@ -14,17 +14,9 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers.attention import self_attention_steps, worked_example
-from helpers.explorer import (
-    EXPLORER_DPI,
-    ReaderError,
-    as_number,
-    as_tensor,
-    build_explorer,
-    check,
-    matches,
-    self_check,
-)
 from helpers.plotting import freeze_background
+from helpers.ui.checks import ReaderError, as_number, as_tensor, check, matches, self_check
+from helpers.ui.explorer import EXPLORER_DPI, build_explorer
 
 __all__ = [
     "EXPLORER_DEMOS",

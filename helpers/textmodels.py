@@ -1,6 +1,8 @@
-"""Chapter 12, encoder, decoder, or both: GPT and BERT trained on the shipped text, their
-checkpoints, what each can do (measured), attention modules counted in real-depth architectures,
-heads on real text, the explorer and the exercises' self-checks.
+"""Encoder, decoder, or both (chapter 12): GPT and BERT on the shipped text.
+
+Building, training and loading the shipped models; what each can do, measured (next-character
+and masked-character bits, fill-in-the-blank, generation); the attention modules of real-depth
+architectures counted by kind, and the three masks; and head patterns scored on held-out text.
 
 `load_text_gpt()` returns the shipped decoder-only model and the text's vocabulary; with
 `helpers.text.load_corpus()` (the split by document) and `vocab.encode` / `vocab.decode` that is
@@ -21,11 +23,13 @@ from torch import nn
 
 from helpers.bert import CharBERT, mask_tokens
 from helpers.text import CharVocab, random_windows
+from helpers.training import lr_at, train_adamw
 from helpers.transformer import TinyGPT
 
 __all__ = [
+    "BERT_ASSET",
     "BERT_CONFIG",
-    "EXPLORER_DEMOS",
+    "GPT_ASSET",
     "GPT_CONFIG",
     "PATTERNS",
     "TRAIN",
@@ -35,41 +39,25 @@ __all__ = [
     "build_bert",
     "build_gpt",
     "causal_eval",
-    "check_attention_total",
-    "check_bracket_pairs",
-    "check_unchanged_positions",
-    "check_uniform_bits",
     "count_attention",
     "document_ids",
     "fill_in_eval",
     "head_scores",
-    "heads_explorer",
     "heldout_sentences",
     "heldout_windows",
     "last_position_eval",
     "load_checkpoint",
     "load_text_bert",
     "load_text_gpt",
-    "lr_at",
-    "train_adamw",
     "next_char_pairs",
     "previous_char_pairs",
     "real_depth_architectures",
     "save_checkpoint",
-    "top_keys",
     "train_bert",
     "train_gpt",
+    "uniform_score",
     "word_start_pairs",
 ]
-
-# The shipped models: equal width, depth, heads, context and step budget.
-GPT_CONFIG = {"num_hiddens": 128, "num_heads": 4, "num_layers": 4, "max_len": 128,
-              "dropout": 0.1}
-BERT_CONFIG = {"num_hiddens": 128, "ffn_num_hiddens": 512, "num_heads": 4, "num_blks": 4,
-               "max_len": 128, "dropout": 0.1}
-TRAIN = {"steps": 2000, "batch_size": 32, "gpt_lr": 2e-3, "bert_lr": 1e-3, "warmup": 100,
-         "seed": 0}
-GPT_ASSET, BERT_ASSET = "ch12_gpt.pt", "ch12_bert.pt"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,11 +65,32 @@ GPT_ASSET, BERT_ASSET = "ch12_gpt.pt", "ch12_bert.pt"
 # ---------------------------------------------------------------------------------------------
 
 
+# The shipped models: equal width, depth, heads, context and step budget.
+GPT_CONFIG = {"num_hiddens": 128, "num_heads": 4, "num_layers": 4, "max_len": 128,
+              "dropout": 0.1}
+
+
+
+BERT_CONFIG = {"num_hiddens": 128, "ffn_num_hiddens": 512, "num_heads": 4, "num_blks": 4,
+               "max_len": 128, "dropout": 0.1}
+
+
+
+TRAIN = {"steps": 2000, "batch_size": 32, "gpt_lr": 2e-3, "bert_lr": 1e-3, "warmup": 100,
+         "seed": 0}
+
+
+
+GPT_ASSET, BERT_ASSET = "ch12_gpt.pt", "ch12_bert.pt"
+
+
+
 def build_gpt(vocab_size: int, config: dict | None = None, seed: int | None = None) -> TinyGPT:
     """The chapter's TinyGPT (GPT_CONFIG unless `config`), seeded when `seed` is given."""
     if seed is not None:
         torch.manual_seed(seed)
     return TinyGPT(vocab_size, **(config or GPT_CONFIG))
+
 
 
 def build_bert(vocab_size: int, config: dict | None = None, seed: int | None = None,
@@ -104,36 +113,6 @@ def build_bert(vocab_size: int, config: dict | None = None, seed: int | None = N
     return model
 
 
-def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
-    """Linear warm-up to `peak` over `warmup` steps, then cosine decay to peak / 10."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    frac = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
-
-
-def train_adamw(model: nn.Module, loss_fn: Callable, steps: int, schedule: Callable[[int], float],
-                seed: int = 0, log: Callable[[int, float], None] | None = None) -> list[float]:
-    """AdamW (weight decay 0.01) at the rate `schedule(step)`, gradients clipped at 1;
-    `loss_fn(generator)` draws a batch and returns its loss. Returns the loss per step."""
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=schedule(0), weight_decay=0.01)
-    losses = []
-    model.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = schedule(step)
-        loss = loss_fn(gen)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if log is not None:
-            log(step, losses[-1])
-    model.eval()
-    return losses
-
 
 def train_gpt(model: TinyGPT, train_ids: torch.Tensor, steps: int, batch_size: int = 32,
               lr: float = 2e-3, warmup: int = 100, seed: int = 0, total_steps: int | None = None,
@@ -151,6 +130,7 @@ def train_gpt(model: TinyGPT, train_ids: torch.Tensor, steps: int, batch_size: i
 
     total = total_steps or steps
     return train_adamw(model, loss_fn, steps, lambda s: lr_at(s, total, lr, warmup), seed, log)
+
 
 
 def train_bert(model: CharBERT, train_ids: torch.Tensor, vocab: CharVocab, steps: int,
@@ -171,6 +151,7 @@ def train_bert(model: CharBERT, train_ids: torch.Tensor, vocab: CharVocab, steps
     return train_adamw(model, loss_fn, steps, lambda s: lr_at(s, total, lr, warmup), seed, log)
 
 
+
 def save_checkpoint(path, model: nn.Module, kind: str, config: dict, vocab: CharVocab,
                     losses: list[float], **extra: Any) -> None:
     """Weights in float16 with everything needed to rebuild the model."""
@@ -179,11 +160,13 @@ def save_checkpoint(path, model: nn.Module, kind: str, config: dict, vocab: Char
                 "state_dict": state, "losses": list(losses), **extra}, path)
 
 
+
 def load_checkpoint(name: str) -> dict:
     """A checkpoint shipped in helpers/assets, as saved by `save_checkpoint`."""
     path = resources.files("helpers") / "assets" / name
     with path.open("rb") as f:
         return torch.load(f, map_location="cpu", weights_only=True)
+
 
 
 def _model_from(ckpt: dict) -> tuple[nn.Module, CharVocab]:
@@ -195,15 +178,18 @@ def _model_from(ckpt: dict) -> tuple[nn.Module, CharVocab]:
     return model.eval(), vocab
 
 
+
 def load_text_gpt() -> tuple[TinyGPT, CharVocab]:
     """The shipped TinyGPT trained on the text (tools/train_ch12.py), in eval mode, and its
     vocabulary (`vocab.encode(str)`, `vocab.decode(ids)`); its context is `model.max_len`."""
     return _model_from(load_checkpoint(GPT_ASSET))
 
 
+
 def load_text_bert() -> tuple[CharBERT, CharVocab]:
     """The shipped CharBERT trained on the text with masked characters, and its vocabulary."""
     return _model_from(load_checkpoint(BERT_ASSET))
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,6 +200,7 @@ def load_text_bert() -> tuple[CharBERT, CharVocab]:
 def document_ids(docs: list[str], vocab: CharVocab) -> list[torch.Tensor]:
     """Each document as ids, led by the DOC_CHAR id: a list of (1 + len(doc),) tensors."""
     return [torch.cat((torch.tensor([vocab.doc_id]), vocab.encode(d))) for d in docs]
+
 
 
 @torch.no_grad()
@@ -264,6 +251,7 @@ def causal_eval(model: TinyGPT, docs: list[torch.Tensor], window: int | None = N
     return {"bits": nll / count / math.log(2), "accuracy": correct / count, "chars": count}
 
 
+
 @torch.no_grad()
 def bert_masked_eval(model: CharBERT, docs: list[torch.Tensor], vocab: CharVocab,
                      seed: int = 0, batch_size: int = 64, max_windows: int | None = None
@@ -290,6 +278,7 @@ def bert_masked_eval(model: CharBERT, docs: list[torch.Tensor], vocab: CharVocab
             correct += int((logp.argmax(-1) == labels).sum())
             count += labels.numel()
     return {"bits": nll / count / math.log(2), "accuracy": correct / count, "predictions": count}
+
 
 
 @torch.no_grad()
@@ -323,6 +312,7 @@ def fill_in_eval(gpt: TinyGPT, bert: CharBERT, docs: list[torch.Tensor], vocab: 
     return out
 
 
+
 @torch.no_grad()
 def last_position_eval(gpt: TinyGPT, bert: CharBERT, docs: list[torch.Tensor],
                        vocab: CharVocab, max_windows: int | None = None) -> dict[str, dict]:
@@ -351,6 +341,7 @@ def last_position_eval(gpt: TinyGPT, bert: CharBERT, docs: list[torch.Tensor],
     return out
 
 
+
 @torch.no_grad()
 def bert_generate(bert: CharBERT, prompt: torch.Tensor, max_new_tokens: int, mask_id: int,
                   temperature: float = 1.0, generator: torch.Generator | None = None
@@ -369,6 +360,7 @@ def bert_generate(bert: CharBERT, prompt: torch.Tensor, max_new_tokens: int, mas
         nxt = torch.multinomial(probs / probs.sum(), 1, generator=generator)
         tokens = torch.cat((tokens, nxt))
     return tokens
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,6 +394,7 @@ def count_attention(model: nn.Module) -> dict[str, int]:
     return counts
 
 
+
 def real_depth_architectures(width: int = 8, heads: int = 2, vocab_size: int = 10
                              ) -> dict[str, nn.Module]:
     """The book's blocks at the published depths (tiny widths): the original Transformer base
@@ -415,6 +408,7 @@ def real_depth_architectures(width: int = 8, heads: int = 2, vocab_size: int = 1
         "BERT-base": BERTEncoder(vocab_size, width, 2 * width, heads, 12, 0.0, max_len=16),
         "GPT-2 small": TinyGPT(vocab_size, width, heads, 12, max_len=16),
     }
+
 
 
 def attention_masks(t_src: int = 6, t_tgt: int = 5, src_valid: int | None = None
@@ -435,6 +429,7 @@ def attention_masks(t_src: int = 6, t_tgt: int = 5, src_valid: int | None = None
     }
 
 
+
 # ---------------------------------------------------------------------------------------------
 # Heads on real text
 # ---------------------------------------------------------------------------------------------
@@ -444,14 +439,17 @@ def _is_word(c: str) -> bool:
     return c.isalnum() or c == "_"
 
 
+
 def previous_char_pairs(text: str) -> list[tuple[int, int]]:
     """(query t, key t - 1) for every t >= 1."""
     return [(t, t - 1) for t in range(1, len(text))]
 
 
+
 def next_char_pairs(text: str) -> list[tuple[int, int]]:
     """(query t, key t + 1) for every t < len(text) - 1 (only a bidirectional model can)."""
     return [(t, t + 1) for t in range(len(text) - 1)]
+
 
 
 def word_start_pairs(text: str) -> list[tuple[int, int]]:
@@ -471,11 +469,13 @@ def word_start_pairs(text: str) -> list[tuple[int, int]]:
     return pairs
 
 
+
 PATTERNS: dict[str, Callable[[str], list[tuple[int, int]]]] = {
     "previous char": previous_char_pairs,
     "next char": next_char_pairs,
     "word start": word_start_pairs,
 }
+
 
 
 @torch.no_grad()
@@ -510,6 +510,7 @@ def head_scores(model: nn.Module, texts: list[str], vocab: CharVocab,
     return {name: (sums[name] / counts[name]).float() for name in sums}
 
 
+
 def uniform_score(texts: list[str], pattern: Callable[[str], list[tuple[int, int]]],
                   causal: bool) -> float:
     """What a head spreading its weight evenly over the keys it may see would score on `pattern`
@@ -521,6 +522,7 @@ def uniform_score(texts: list[str], pattern: Callable[[str], list[tuple[int, int
     return sum(weights) / len(weights)
 
 
+
 def heldout_windows(corpus, length: int, num: int | None = None) -> list[str]:
     """Disjoint windows of `length` characters of the held-out documents (normalised), in order."""
     out = []
@@ -528,6 +530,7 @@ def heldout_windows(corpus, length: int, num: int | None = None) -> list[str]:
         d = corpus.vocab.normalize(d)
         out += [d[s : s + length] for s in range(0, len(d) - length + 1, length)]
     return out if num is None else out[:num]
+
 
 
 def heldout_sentences(corpus, num: int = 6, min_len: int = 36, max_len: int = 52) -> list[str]:
@@ -546,286 +549,3 @@ def heldout_sentences(corpus, num: int = 6, min_len: int = 36, max_len: int = 52
         raise ValueError(f"only {len(found)} sentences of {min_len}..{max_len} characters")
     step = len(found) / num
     return [found[int(i * step)] for i in range(num)]
-
-
-# ---------------------------------------------------------------------------------------------
-# The explorer
-# ---------------------------------------------------------------------------------------------
-
-
-def _show(c: str) -> str:
-    return {" ": "␣", "\n": "⏎"}.get(c, c)
-
-
-def top_keys(weights, text: str) -> list[str]:
-    """For each query row of `weights` (T, T) over `text`, 'q→k': the key character it weighs
-    most (its own character q first)."""
-    import numpy as np
-
-    w = np.asarray(weights)
-    if w.ndim != 2 or w.shape != (len(text), len(text)):
-        raise ValueError(f"weights must be (T, T) for a text of T={len(text)} characters, got "
-                         f"shape {w.shape}")
-    return [f"{_show(text[q])}→{_show(text[int(w[q].argmax())])}" for q in range(len(text))]
-
-
-def strong_rows(weights, factor: float = 2.0):
-    """For each query row of `weights` (T, T), whether its largest weight is at least `factor`
-    times uniform over the keys the row may see (those with a weight > 0): a boolean (T,) array.
-    A causal head's query 0 sees one key only, so its row is never strong."""
-    import numpy as np
-
-    w = np.asarray(weights)
-    visible = (w > 0).sum(axis=1)  # (T,) keys each query may see
-    return w.max(axis=1) >= factor / np.maximum(visible, 1)
-
-
-def _sentence_figure(text: str):
-    """A heatmap figure for one sentence whose axes, characters and colour bar are rendered once
-    (`freeze_background`); the image, the dots and the title are what a redraw changes."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    from helpers.explorer import EXPLORER_DPI
-    from helpers.plotting import freeze_background
-
-    T = len(text)
-    fig = Figure(figsize=(7.6, 6.8), dpi=EXPLORER_DPI)
-    fig.subplots_adjust(left=0.07, right=0.92, bottom=0.08, top=0.92)
-    ax = fig.subplots()
-    im = ax.imshow(np.zeros((T, T)), cmap="Reds", vmin=0.0, vmax=1.0, interpolation="nearest",
-                   aspect="auto")
-    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, ticks=[0, 0.5, 1], label="weight")
-    labels = [_show(c) for c in text]
-    ax.set_xticks(range(T), labels=labels, fontsize=7, fontfamily="monospace")
-    ax.set_yticks(range(T), labels=labels, fontsize=7, fontfamily="monospace")
-    ax.set_xlabel("key (character)")
-    ax.set_ylabel("query (character)")
-    (dots,) = ax.plot([], [], "o", ms=3, mfc="tab:blue", mec="white", mew=0.4)
-    ax.set_xlim(-0.5, T - 0.5)
-    ax.set_ylim(T - 0.5, -0.5)
-    title = fig.text(0.5, 0.955, "", ha="center", va="center", fontsize=10)
-    freeze_background(fig, [im, dots, title], dpi=EXPLORER_DPI)
-    return fig, im, dots, title
-
-
-def heads_explorer(panels: dict[str, list[tuple[str, list]]],
-                   scores: dict[str, dict[str, Any]] | None = None):
-    """Per model, layer, head and sentence: the attention heatmap with characters on both axes,
-    a dot on the key each query weighs most.
-
-    panels: {model name: [(sentence, [per layer (heads, T, T) weights]), ...]} (same sentences
-    for every model). scores: {model name: {pattern: (layers, heads) scores over held-out text}},
-    shown in the title. Controls: model, layer, head, sentence. State: `weights`, `top` (per
-    query 'q→k', the character it weighs most), `title`.
-    """
-    import ipywidgets as widgets
-    import numpy as np
-
-    from helpers.explorer import build_explorer
-
-    if not panels:
-        raise ValueError("panels must name at least one model")
-    names = list(panels)
-    first = panels[names[0]]
-    for name in names:
-        if len(panels[name]) != len(first):
-            raise ValueError("every model must have the same number of sentences")
-        for text, layers in panels[name]:
-            for w in layers:
-                if tuple(np.shape(w))[1:] != (len(text), len(text)):
-                    raise ValueError(f"{name}: weights of shape {np.shape(w)} do not fit a "
-                                     f"sentence of {len(text)} characters")
-    maps = {n: [(t, [np.asarray(w, dtype=np.float32) for w in layers]) for t, layers in p]
-            for n, p in panels.items()}
-    n_layers = len(first[0][1])
-    n_heads = np.shape(first[0][1][0])[0]
-    figures: dict[int, tuple] = {}  # one per sentence, made when first shown
-
-    def draw(model: str, layer: int, head: int, sentence: int):
-        text, layers = maps[model][sentence]
-        if sentence not in figures:
-            figures[sentence] = _sentence_figure(text)
-        fig, im, dots, title = figures[sentence]
-        w = layers[layer][head]  # (T, T)
-        im.set_data(w)
-        keep = strong_rows(w)  # no dot on a row that is close to uniform
-        dots.set_data(w.argmax(axis=1)[keep], np.arange(len(text))[keep])
-        line = f"{model}, layer {layer}, head {head}"
-        if scores and model in scores:
-            best = max(scores[model], key=lambda p: float(scores[model][p][layer][head]))
-            line += (f": its highest score on held-out text is {best}, "
-                     f"{float(scores[model][best][layer][head]):.2f}")
-        title.set_text(line + "\n(dots: the key each query weighs most, where that weight is "
-                       "at least twice uniform)")
-        return fig, {"weights": w, "top": top_keys(w, text), "title": line}
-
-    controls = {
-        "model": widgets.Dropdown(options=names, value=names[0], description="model"),
-        "layer": widgets.Dropdown(options=list(range(n_layers)), value=0, description="layer"),
-        "head": widgets.Dropdown(options=list(range(n_heads)), value=0, description="head"),
-        "sentence": widgets.Dropdown(options=[(f"{i}: {t[:24]}…", i) for i, (t, _) in
-                                              enumerate(first)], value=0,
-                                     description="sentence"),
-    }
-    return build_explorer(controls, draw, title="Attention of one head on a held-out sentence "
-                          "(rows: queries, columns: keys)")
-
-
-def _demo_heads():
-    gen = torch.Generator().manual_seed(0)
-    texts = ["The quick brown fox jumps.", "Attention is kernel regression."]
-    panels = {}
-    for name, shift in (("causal", 1), ("bidirectional", -1)):
-        rows = []
-        for t in texts:
-            T = len(t)
-            layers = []
-            for _ in range(2):
-                w = torch.rand(2, T, T, generator=gen)  # (h, T, T)
-                idx = torch.arange(T)
-                w[0, idx, (idx - shift).clamp(0, T - 1)] += 10
-                if shift == 1:
-                    w = w.tril()
-                layers.append((w / w.sum(-1, keepdim=True)).numpy())
-            rows.append((t, layers))
-        panels[name] = rows
-    return heads_explorer(panels)
-
-
-EXPLORER_DEMOS: dict[str, Callable[[], Any]] = {"heads": _demo_heads}
-
-
-# ---------------------------------------------------------------------------------------------
-# Self-checks
-# ---------------------------------------------------------------------------------------------
-
-from helpers.explorer import ReaderError, as_number, check, self_check  # noqa: E402
-
-
-@self_check
-def check_attention_total(answer: Any, encoder_blocks: int = 4, decoder_blocks: int = 3) -> bool:
-    """Exercise 1 (predict): attention modules of every kind in an encoder-decoder Transformer
-    with `encoder_blocks` encoder blocks and `decoder_blocks` decoder blocks."""
-    got = as_number(answer)
-    want = encoder_blocks + 2 * decoder_blocks
-    hint = "count per block: what does an encoder block hold, and what does a decoder block hold?"
-    if got == encoder_blocks + decoder_blocks:
-        hint = "a decoder block attends twice: to its own earlier positions and to the encoder."
-    elif got == encoder_blocks + decoder_blocks + 1:
-        hint = "is cross-attention really used once per model, or once per decoder block?"
-    return check(got == want, hint, "Correct: every decoder block has its own cross-attention.")
-
-
-@self_check
-def check_unchanged_positions(answer: Any, length: int = 128, prob: float = 0.15) -> bool:
-    """Exercise 2 (predict): in a window of `length` characters, how many positions on average
-    does BERT's rule pick for prediction but leave unchanged in the input?"""
-    got = as_number(answer)
-    picked = max(1, round(prob * length))
-    want = 0.1 * picked
-    hint = "first count the positions the rule picks, then the share of those it leaves alone."
-    if abs(got - 0.1 * length) < 0.05:
-        hint = "the 10 % applies to the picked positions, not to the whole window."
-    elif abs(got - 0.8 * picked) < 0.05 or abs(got - picked) < 0.05:
-        hint = "of the picked positions, which share is neither masked nor replaced?"
-    return check(abs(got - want) <= 0.02, hint,
-                 "Correct: the model cannot tell those from the untouched positions around them.")
-
-
-@self_check
-def check_uniform_bits(answer: Any, vocab_size: int = 60) -> bool:
-    """Exercise 3: bits per character of a model that gives each of `vocab_size` tokens the
-    same probability."""
-    got = as_number(answer)
-    want = math.log2(vocab_size)
-    hint = "each character costs -log2 of its probability; what is the probability here?"
-    if abs(got - math.log(vocab_size)) < 0.01:
-        hint = "that is in nats (natural log); bits use log base 2."
-    return check(abs(got - want) <= 0.01, hint,
-                 "Correct: every model in this chapter must beat this to have learned anything.")
-
-
-def _reference_brackets(text: str) -> list[tuple[int, int]]:
-    stack, pairs = [], []
-    for t, c in enumerate(text):
-        if c == "(":
-            stack.append(t)
-        elif c == ")" and stack:
-            pairs.append((t, stack.pop()))
-    return pairs
-
-
-BRACKET_CASES = ("f(x)", "print(len(s))", "a(b)c(d(e)f)", ")(unmatched", "((a)", "no brackets",
-                 "(x) and (y, (z))")
-
-
-@self_check
-def check_bracket_pairs(answer: Any) -> bool:
-    """Exercise 4: a function text -> [(position of ')', position of its matching '(')], in the
-    order of the closing brackets; unmatched brackets give no pair."""
-    if not callable(answer):
-        raise ReaderError("pass your function itself (its name, without calling it).")
-    for case in BRACKET_CASES:
-        got = [tuple(int(v) for v in p) for p in answer(case)]
-        want = _reference_brackets(case)
-        if got != want:
-            hint = (f"try your function on {case!r} by hand: a ')' matches the nearest '(' "
-                    "that is still open (a stack).")
-            if sorted(got) == sorted(want):
-                hint = "the pairs are right but the order is not: list them as the ')' appear."
-            elif [(k, q) for q, k in got] == want:
-                hint = "each pair is (query = the ')', key = its '('): swap them."
-            return check(False, hint)
-    return check(True, "", "Correct: now score the heads with it (the cell below).")
-
-
-def _lookalike_data():
-    """GPT's attention on the explorer's six held-out sentences and its previous-character
-    scores over 40 held-out windows, as the notebook computes them."""
-    from helpers.text import load_corpus
-
-    corpus = load_corpus()
-    gpt, vocab = load_text_gpt()
-    weights = []
-    for s in heldout_sentences(corpus, num=6):
-        with torch.no_grad():
-            gpt(vocab.encode(s)[None])
-        weights.append([w[0].numpy() for w in gpt.attention_weights])
-    scores = head_scores(gpt, heldout_windows(corpus, 128, num=40), vocab)
-    return weights, scores["previous char"]
-
-
-@self_check
-def check_lookalike_head(answer: Any, weights: list | None = None, scores: Any = None,
-                         looks: float = 0.4, low: float = 0.5) -> bool:
-    """Exercise 5: a GPT head (layer, head) that looks like a previous-character head on one of
-    the explorer's sentences (on at least `looks` of its queries q >= 1 the most-weighted key is
-    q - 1) but whose previous-character score over held-out text is below `low`.
-    weights: per sentence, per layer (heads, T, T); scores: (layers, heads). Computed from the
-    shipped GPT when not given."""
-    import numpy as np
-
-    if not (isinstance(answer, (tuple, list)) and len(answer) == 2):
-        raise ReaderError("give a pair (layer, head), for example (3, 1).")
-    layer, head = (as_number(v, "layer and head") for v in answer)
-    if weights is None or scores is None:
-        weights, scores = _lookalike_data()
-    n_layers, n_heads = np.shape(scores)
-    if not (layer == int(layer) and head == int(head) and 0 <= layer < n_layers
-            and 0 <= head < n_heads):
-        raise ReaderError(f"layers count 0..{n_layers - 1} and heads 0..{n_heads - 1}.")
-    layer, head = int(layer), int(head)
-    shares = []
-    for layers in weights:
-        w = np.asarray(layers[layer])[head]  # (T, T)
-        shares.append(float((w[1:].argmax(axis=1) == np.arange(len(w) - 1)).mean()))
-    if float(np.asarray(scores)[layer, head]) >= low:
-        return check(False, "over held-out text this head really is a previous-character head "
-                            "(its score is high): look for one whose score is low.")
-    if max(shares) < looks:
-        return check(False, "on every sentence, fewer than 4 in 10 of this head's queries weigh "
-                            "the previous character most: it does not look like a "
-                            "previous-character head. Look through more layers and heads.")
-    return check(True, "", "Correct: on one sentence it looks like a previous-character head, yet "
-                           "over thousands of held-out positions it mostly looks elsewhere.")

@@ -16,8 +16,9 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers import seq2seq as s2s
-from helpers.explorer import ReaderError, as_number, build_explorer, check, self_check
 from helpers.plotting import to_numpy
+from helpers.ui.checks import ReaderError, as_number, check, self_check
+from helpers.ui.explorer import build_explorer
 
 __all__ = [
     "EXPLORER_DEMOS",

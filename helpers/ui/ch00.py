@@ -15,32 +15,20 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
-from helpers.cues import DESK_INTENTIONS, DESK_OBJECTS, desk_query, desk_scene_weights
-from helpers.explorer import (
-    EXPLORER_DPI,
-    ReaderError,
-    as_tensor,
-    build_explorer,
-    check,
-    matches,
-    self_check,
-)
+from helpers.cues import DESK_INTENTIONS, DESK_OBJECTS, LOOKUP_KEYS, desk_query, desk_scene_weights
 from helpers.plotting import freeze_background
+from helpers.ui.checks import ReaderError, as_tensor, check, matches, self_check
+from helpers.ui.explorer import EXPLORER_DPI, build_explorer
 
 __all__ = [
-    "EXPLORER_DEMOS",
-    "LOOKUP_KEYS",
-    "LOOKUP_VALUES",
     "CROWDED_DESKS",
+    "EXPLORER_DEMOS",
     "check_crowded_desk_saliency",
     "check_notes_weights",
     "check_soft_lookup",
     "desk_scene_explorer",
 ]
 
-# The tiny database of section 0.4: four keys (unit vectors) and their values.
-LOOKUP_KEYS = torch.eye(4)  # (4 keys, 4 features): key i is the i-th unit vector
-LOOKUP_VALUES = torch.tensor([10.0, 20.0, 30.0, 40.0])  # (4,)
 
 # ---------------------------------------------------------------------------------------------
 # The desk-scene explorer

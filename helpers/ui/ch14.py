@@ -1,151 +1,42 @@
-"""Chapter 14, attention in today's language models: the experiments on chapter 12's model (held-out
-sequences, window and sink losses, the grouped-query checkpoints, decode speed), the explorers
-(KV-cache memory of published configurations; a mask drawn with the keys one query sees) and the
-exercises' self-checks. The maths lives in `helpers.llm`.
+"""Chapter 14, attention in today's language models: the explorers (KV-cache memory of published
+configurations; a mask drawn with the keys one query sees) and the exercises' self-checks.
+
+The maths and the experiments on chapter 12's model live in `helpers.llm`.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullLocator
 
-from helpers.explorer import ReaderError, as_number, build_explorer, check, self_check
 from helpers.llm import (
     GQAGPT,
     PUBLISHED_CONFIGS,
-    from_tinygpt,
+    heldout_sequences,
+    load_gqa_models,
     mask_from_mod,
     visible_keys,
 )
-from helpers.transformer import TinyGPT
+from helpers.ui.checks import ReaderError, as_number, check, self_check
+from helpers.ui.explorer import build_explorer
 
 __all__ = [
     "EXPLORER_DEMOS",
-    "GQA_ASSET",
-    "UPTRAIN",
     "check_decode_tokens_per_second",
     "check_kv_heads_for_budget",
     "check_prefix_lm_mask_mod",
     "check_sink_weight",
     "check_visible_count",
-    "decode_tokens_per_second",
-    "heldout_sequences",
     "kv_cache_explorer",
-    "load_gqa_models",
     "mask_explorer",
-    "next_char_bits",
-    "recomputed_window_bits",
-    "uptrain",
 ]
-
-GQA_ASSET = "ch14_gqa.pt"
-# The uptraining after mean-pooling: AdamW on chapter 12's training text, whole model.
-UPTRAIN = {"steps": 200, "batch_size": 16, "lr": 5e-4, "seed": 0}  # ~5 % of ch12's budget
-
-
-# ---------------------------------------------------------------------------------------------
-# Held-out text and losses
-# ---------------------------------------------------------------------------------------------
-
-
-def heldout_sequences(ids: torch.Tensor, length: int, num: int | None = None) -> torch.Tensor:
-    """Disjoint windows of `length` ids from a 1-D id stream, in order: (num, length)."""
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.numel() < length:
-        raise ValueError(f"ids must be a 1-D tensor of at least length={length} ids, got "
-                         f"{getattr(ids, 'shape', type(ids).__name__)}")
-    n = ids.numel() // length
-    seqs = ids[: n * length].reshape(n, length)  # (n, length)
-    return seqs if num is None else seqs[:num]
-
-
-@torch.no_grad()
-def next_char_bits(model: torch.nn.Module, seqs: torch.Tensor, first: int = 0,
-                   stride: int = 1) -> float:
-    """Mean bits per character of predicting seqs[:, t + 1] from seqs[:, :t + 1], over the
-    predictions t = first, first + stride, ... seqs: (B, T + 1)."""
-    was_training = model.training
-    model.eval()
-    logits = model(seqs[:, :-1])  # (B, T, V)
-    model.train(was_training)
-    nats = F.cross_entropy(logits.transpose(1, 2).double(), seqs[:, 1:], reduction="none")
-    return nats[:, first::stride].mean().item() / math.log(2)  # (B, T) -> scalar
-
-
-@torch.no_grad()
-def recomputed_window_bits(model: torch.nn.Module, seqs: torch.Tensor, window: int,
-                           stride: int = 1) -> float:
-    """Bits per character when each prediction t = window, window + stride, ... recomputes the
-    model on the last `window` characters alone (at positions 0..window-1 again); the same
-    predictions as `next_char_bits(model, seqs, window, stride)`."""
-    x, y = seqs[:, :-1], seqs[:, 1:]  # (B, T)
-    wins = x.unfold(1, window, 1)[:, 1::stride]  # (B, nw, window): ends at t = window, ...
-    targets = y[:, window::stride]  # (B, nw)
-    B, nw, _ = wins.shape
-    logits = model(wins.reshape(B * nw, window))[:, -1].reshape(B, nw, -1)  # (B, nw, V)
-    nats = F.cross_entropy(logits.transpose(1, 2).double(), targets, reduction="none")
-    return nats.mean().item() / math.log(2)
-
-
-def uptrain(model: GQAGPT, train_ids: torch.Tensor, steps: int, batch_size: int = 32,
-            lr: float = 5e-4, seed: int = 0,
-            log: Callable[[int, float], None] | None = None) -> list[float]:
-    """AdamW on the next-character loss of random windows of `train_ids` (constant rate,
-    gradients clipped at 1); the loss per step."""
-    from helpers.ch12 import train_adamw
-    from helpers.text import random_windows
-
-    def loss_fn(gen: torch.Generator) -> torch.Tensor:
-        batch = random_windows(train_ids, batch_size, model.max_len + 1, gen)  # (B, T + 1)
-        logits = model(batch[:, :-1])  # (B, T, V)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-
-    return train_adamw(model, loss_fn, steps, lambda step: lr, seed, log)
-
-
-def load_gqa_models(base: TinyGPT) -> tuple[dict[int, GQAGPT], dict]:
-    """The shipped uptrained models (tools/train_ch14.py): {num_kv_heads: GQAGPT} built from
-    `base` (chapter 12's model) and loaded with the stored weights, and the stored metadata."""
-    path = resources.files("helpers") / "assets" / GQA_ASSET
-    with path.open("rb") as f:
-        ckpt = torch.load(f, map_location="cpu", weights_only=True)
-    models = {}
-    for kv, state in ckpt["states"].items():
-        model = from_tinygpt(base, int(kv))
-        model.load_state_dict({k: v.float() for k, v in state.items()})
-        models[int(kv)] = model.eval()
-    meta = {k: v for k, v in ckpt.items() if k != "states"}
-    return models, meta
-
-
-@torch.no_grad()
-def decode_tokens_per_second(model: torch.nn.Module, batch: int, prompt_len: int = 32,
-                             new_tokens: int = 32, repeats: int = 3) -> float:
-    """Generated tokens per second (all sequences together) of greedy decoding with the KV
-    cache, after a prompt of `prompt_len` tokens; the best of `repeats` runs."""
-    model.eval()
-    gen = torch.Generator().manual_seed(0)
-    prompt = torch.randint(0, model.vocab_size, (batch, prompt_len), generator=gen)
-    best = math.inf
-    for _ in range(repeats):
-        cache = model.new_cache()
-        logits = model(prompt, cache)[:, -1]  # (B, V)
-        start = time.perf_counter()
-        for _ in range(new_tokens):
-            nxt = logits.argmax(-1, keepdim=True)  # (B, 1)
-            logits = model(nxt, cache)[:, -1]
-        best = min(best, time.perf_counter() - start)
-    return batch * new_tokens / best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,8 +340,8 @@ def check_decode_tokens_per_second(answer: Any, num_params: float = 7e9,
 def _exercise5_defaults() -> tuple[GQAGPT, torch.Tensor]:
     """The notebook's `uptrained[2]` and `seqs`: the shipped 2-K/V-head model and 32 held-out
     windows of 129 characters."""
-    from helpers.ch12 import load_text_gpt
     from helpers.text import load_corpus
+    from helpers.textmodels import load_text_gpt
 
     gpt, vocab = load_text_gpt()
     held_ids = vocab.encode(load_corpus().stream("heldout"))  # (N,)

@@ -1,9 +1,8 @@
-"""Chapter 13, attention beyond text: the measurements the chapter makes on its trained models
-(importance maps of every test digit and their agreement with occlusion, retrieval precision), the
-explorer and the exercises' self-checks.
+"""Chapter 13, attention beyond text: the importance explorer (a test digit, its [CLS] attention,
+rollout and occlusion side by side) and the exercises' self-checks.
 
-The models, rollout and occlusion live in `helpers.vision`; this module only measures, draws and
-checks.
+The models, rollout, occlusion and the measurements made with them live in `helpers.vision`; this
+module only draws them and checks the reader's answers.
 """
 
 from __future__ import annotations
@@ -17,18 +16,16 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from helpers.explorer import as_number, build_explorer, check, matches, self_check
+from helpers.ui.checks import as_number, check, matches, self_check
+from helpers.ui.explorer import build_explorer
 from helpers.vision import (
-    ViT,
-    attention_rollout,
-    occlusion_importance,
-    patch_ink,
+    ImportanceMaps,
+    importance_maps,
     rank_correlation,
 )
 
 __all__ = [
     "EXPLORER_DEMOS",
-    "ImportanceMaps",
     "check_blank_patch",
     "check_quiet_patches",
     "check_retrieval_weight",
@@ -36,103 +33,7 @@ __all__ = [
     "check_vit_scores",
     "draw_maps",
     "importance_explorer",
-    "importance_maps",
-    "letter_focus",
-    "precision_at_k",
-    "spelled_positions",
 ]
-
-
-class ImportanceMaps(dict):
-    """Per test image, what each method says about each patch (all (N, P) unless stated):
-    `cls` (last layer's [CLS] attention, mean of heads), `rollout` ([CLS] row of the rollout),
-    `occlusion` (changes smaller than `tie_below` set to 0, so that they tie), `occlusion_raw`,
-    `ink`, `heads` (N, layers, heads, P): every layer's and head's [CLS] attention,
-    `rollout_layers` (N, layers, P): entry l is the [CLS] row of the rollout of layers 0..l."""
-
-
-@torch.no_grad()
-def importance_maps(model: ViT, images: torch.Tensor, labels: torch.Tensor,
-                    residual_weight: float = 0.5, tie_below: float = 1e-3) -> ImportanceMaps:
-    """[CLS] attention, rollout, occlusion and ink of every patch of every image (see
-    `ImportanceMaps`); images (N, 1, H, W), labels (N,). Occlusion scores smaller than
-    `tie_below` in size are set to 0: their order is round-off, not importance."""
-    model.eval()
-    model(images)
-    maps = model.attention_maps  # per layer (N, h, 1 + P, 1 + P)
-    heads = torch.stack([m[:, :, 0, 1:] for m in maps], dim=1)  # (N, L, h, P)
-    rollout_layers = torch.stack([attention_rollout(maps[: i + 1], residual_weight)[:, 0, 1:]
-                                  for i in range(len(maps))], dim=1)  # (N, L, P)
-    patch = model.patch_embedding.patch_size[0]
-    occlusion = occlusion_importance(model, images, labels, patch)
-    return ImportanceMaps(
-        cls=heads[:, -1].mean(1),
-        rollout=rollout_layers[:, -1],
-        rollout_layers=rollout_layers,
-        occlusion=torch.where(occlusion.abs() < tie_below, torch.zeros_like(occlusion),
-                              occlusion),
-        occlusion_raw=occlusion,
-        ink=patch_ink(images, patch),
-        heads=heads,
-    )
-
-
-def precision_at_k(weights: torch.Tensor, query_labels: torch.Tensor, key_labels: torch.Tensor,
-                   k: int, exclude_self: bool = False) -> float:
-    """Mean share of each query's k heaviest keys that have the query's label.
-    weights (n_q, n_k); with exclude_self, key i is never a match for query i (n_q = n_k)."""
-    if weights.dim() != 2 or weights.shape != (len(query_labels), len(key_labels)):
-        raise ValueError(f"weights must be (n_q, n_k) = ({len(query_labels)}, "
-                         f"{len(key_labels)}), got {tuple(weights.shape)}")
-    w = weights.double().clone()
-    if exclude_self:
-        w.fill_diagonal_(-math.inf)
-    top = w.topk(k, dim=-1).indices  # (n_q, k)
-    return (key_labels[top] == query_labels[:, None]).double().mean().item()
-
-
-def spelled_positions(tokens: torch.Tensor) -> torch.Tensor:
-    """Which output positions of greedy spelling are real: tokens (N, T) -> bool (N, T), True up to
-    and including the first <eos> (later positions continue a name that has already ended)."""
-    from helpers.vision import EOS
-
-    ended = (tokens == EOS).int().cumsum(1)  # (N, T): <eos> seen at or before t
-    return (ended - (tokens == EOS).int()) == 0
-
-
-def letter_focus(letter_maps: torch.Tensor, ink: torch.Tensor,
-                 valid: torch.Tensor | None = None) -> dict[str, list[float]]:
-    """Where each output position looks, over N images: letter_maps (N, T, P) (each row a
-    distribution over the patches), ink (N, P), valid (N, T) bool: the positions to count (by
-    default all; pass `spelled_positions(tokens)` to leave out positions after <eos>). Per
-    position t, lists of T numbers over the images where t is valid: `count`, `max_weight` (mean
-    largest weight), `same_patch` (share of images whose heaviest patch is the patch most often
-    heaviest at t), `ink_at_top` (mean ink of the heaviest patch)."""
-    if letter_maps.dim() != 3 or ink.shape != (letter_maps.shape[0], letter_maps.shape[2]):
-        raise ValueError(f"letter_maps must be (N, T, P) and ink (N, P), got "
-                         f"{tuple(letter_maps.shape)} and {tuple(ink.shape)}")
-    N, T, P = letter_maps.shape
-    if valid is None:
-        valid = torch.ones(N, T, dtype=torch.bool)
-    if valid.shape != (N, T) or valid.dtype != torch.bool:
-        raise ValueError(f"valid must be a bool (N, T) = {(N, T)} tensor, got "
-                         f"{tuple(valid.shape)} {valid.dtype}")
-    out: dict[str, list[float]] = {"count": [], "max_weight": [], "same_patch": [],
-                                   "ink_at_top": []}
-    for t in range(T):
-        rows = valid[:, t]
-        n = int(rows.sum())
-        m = letter_maps[rows, t]  # (n, P)
-        top = m.argmax(-1)  # (n,)
-        out["count"].append(float(n))
-        if n == 0:
-            for key in ("max_weight", "same_patch", "ink_at_top"):
-                out[key].append(math.nan)
-            continue
-        out["max_weight"].append(m.max(-1).values.mean().item())
-        out["same_patch"].append(torch.bincount(top, minlength=P).max().item() / n)
-        out["ink_at_top"].append(ink[rows].gather(1, top[:, None]).mean().item())
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,17 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from helpers.data import RegressionData, make_regression_data
-from helpers.explorer import (
-    EXPLORER_DPI,
-    ReaderError,
-    as_number,
-    as_tensor,
-    build_explorer,
-    check,
-    self_check,
-)
 from helpers.plotting import freeze_background, to_numpy, weight_image, weights_rgba
 from helpers.pooling import KERNELS, attention_weights, leave_one_out_mse, nadaraya_watson
+from helpers.ui.checks import ReaderError, as_number, as_tensor, check, self_check
+from helpers.ui.explorer import EXPLORER_DPI, build_explorer
 
 __all__ = [
     "EXPLORER_DEMOS",

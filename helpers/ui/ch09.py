@@ -1,8 +1,8 @@
-"""Chapter 9, the Transformer block by block: the attention explorer, the planted-bug blocks and
-the exercises' self-checks.
+"""Chapter 9, the Transformer block by block: the attention explorer, the planted-bug blocks of
+exercise 3 and the exercises' self-checks.
 
-The weights the explorer draws come from `helpers.transformer`'s encoder and decoder; this module
-collects and draws them, and checks the reader's answers.
+The weights the explorer draws come from `helpers.transformer` (`collect_attention`); this module
+draws them and checks the reader's answers.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from matplotlib.ticker import FuncFormatter
 from torch import nn
 
 from helpers import seq2seq as s2s
-from helpers.explorer import ReaderError, as_number, build_explorer, check, self_check
 from helpers.plotting import to_numpy
-from helpers.transformer import make_transformer_seq2seq
+from helpers.transformer import collect_attention, make_transformer_seq2seq
+from helpers.ui.checks import ReaderError, as_number, check, self_check
+from helpers.ui.explorer import build_explorer
 
 __all__ = [
     "BUG_NAMES",
@@ -38,8 +39,6 @@ __all__ = [
     "check_causal_mask",
     "check_encoder_block_parameters",
     "check_find_the_bug",
-    "collect_attention",
-    "encoder_attention_at_init",
     "is_causal",
     "matches_sdpa",
     "output_is_normalised",
@@ -52,34 +51,6 @@ KINDS = ("encoder self", "decoder self", "cross")
 # ---------------------------------------------------------------------------------------------
 # Every attention map of an encoder-decoder Transformer, and the explorer that shows them
 # ---------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def collect_attention(
-    model: s2s.EncoderDecoder, src: torch.Tensor, src_len: torch.Tensor, dec_in: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """Every block's per-head weights for a batch, decoder fed `dec_in` (B, T_out) at once.
-
-    src (B, T_src), src_len (B,) -> {"encoder self": (B, L, heads, T_src, T_src),
-    "decoder self": (B, L, heads, T_out, T_out), "cross": (B, L, heads, T_out, T_src)}.
-    Fed [BOS, its own greedy prediction], the decoder's causal mask gives the weights of greedy
-    decoding exactly.
-    """
-    if src.dim() != 2 or dec_in.dim() != 2 or src.shape[0] != dec_in.shape[0]:
-        raise ValueError(
-            f"need src (B, T_src) and dec_in (B, T_out) with the same B, got "
-            f"{tuple(src.shape)} and {tuple(dec_in.shape)}"
-        )
-    model.eval()
-    enc_outputs, enc_state = model.encoder(src, src_len)
-    state = model.decoder.init_state(enc_outputs, enc_state, src_len)
-    model.decoder(dec_in, state)
-    blocks = model.decoder.block_weights
-    return {
-        "encoder self": torch.stack(list(model.encoder.attention_weights), dim=1),
-        "decoder self": torch.stack([b["self"] for b in blocks], dim=1),
-        "cross": torch.stack([b["cross"] for b in blocks], dim=1),
-    }
 
 
 def attention_explorer(
@@ -181,48 +152,6 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"attention": _demo_atte
 # ---------------------------------------------------------------------------------------------
 # Exercise 3: three blocks, each with one planted bug
 # ---------------------------------------------------------------------------------------------
-
-
-
-@torch.no_grad()
-def encoder_attention_at_init(
-    model: nn.Module, src: torch.Tensor, src_len: torch.Tensor
-) -> dict[str, float]:
-    """How peaked the encoder's self-attention is: mean entropy -sum w log w (nats) over every
-    block, head, example and real query; the mean ln n of uniform weights over the same valid
-    keys; and the mean logit spread (largest minus smallest score over a query's valid keys).
-
-    src (B, T) tokens, src_len (B,). Runs the encoder once in eval mode.
-    """
-    scores_seen: list[torch.Tensor] = []
-
-    def keep_scores(module, args, output):  # args: queries, keys, values, valid_lens
-        scores_seen.append(module.scores(args[0], args[1]))  # (B*h, T, T)
-
-    handles = [blk.attention.attention.register_forward_hook(keep_scores)
-               for blk in model.encoder.blks]
-    model.eval()
-    try:
-        model.encoder(src, src_len)
-    finally:
-        for h in handles:
-            h.remove()
-    T = src.shape[1]
-    heads = model.encoder.blks[0].attention.num_heads
-    valid = torch.arange(T)[None, :] < src_len[:, None]  # (B, T): real positions
-    keys_ok = valid.repeat_interleave(heads, dim=0)[:, None, :]  # (B*h, 1, T)
-    rows = valid.repeat_interleave(heads, dim=0)  # (B*h, T): real queries
-    ent, ln_n, spread = [], [], []
-    for s in scores_seen:
-        w = torch.softmax(s.masked_fill(~keys_ok, -math.inf), dim=-1)  # (B*h, T, T)
-        e = -(w * torch.log(w.clamp_min(1e-30))).sum(-1)  # (B*h, T)
-        gap = (s.masked_fill(~keys_ok, -math.inf).amax(-1)
-               - s.masked_fill(~keys_ok, math.inf).amin(-1))  # (B*h, T)
-        ent.append(e[rows])
-        spread.append(gap[rows])
-        ln_n.append(torch.log(keys_ok.sum(-1).expand(-1, T).float())[rows])
-    return {"entropy": torch.cat(ent).mean().item(), "ln_n": torch.cat(ln_n).mean().item(),
-            "spread": torch.cat(spread).mean().item()}
 
 
 class TinyCausalBlock(nn.Module):

@@ -1,7 +1,8 @@
 """Chapter 6, multi-head attention: the head explorer and the exercises' self-checks.
 
-The weights the explorer draws come from `helpers.attention.MultiHeadAttention`; this module only
-draws them, builds the chapter's hand-made example, and checks the reader's answers.
+The weights the explorer draws come from `helpers.attention` (`MultiHeadAttention` and the
+chapter's hand-made `two_head_example`); this module only draws them and checks the reader's
+answers.
 """
 
 from __future__ import annotations
@@ -15,20 +16,17 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from helpers.attention import MultiHeadAttention
-from helpers.explorer import (
-    ReaderError,
-    as_number,
-    as_tensor,
-    build_explorer,
-    check,
-    matches,
-    self_check,
+from helpers.attention import (
+    EXAMPLE_TEXT,
+    MultiHeadAttention,
+    position_letter_tokens,
+    two_head_example,
 )
 from helpers.plotting import to_numpy
+from helpers.ui.checks import ReaderError, as_number, as_tensor, check, matches, self_check
+from helpers.ui.explorer import build_explorer
 
 __all__ = [
-    "EXAMPLE_TEXT",
     "EXPLORER_DEMOS",
     "check_first_token_head",
     "check_folded_index",
@@ -36,55 +34,7 @@ __all__ = [
     "check_next_token_head",
     "check_weight_counts",
     "head_explorer",
-    "position_letter_tokens",
-    "two_head_example",
 ]
-
-EXAMPLE_TEXT = "abcabdca"  # section 6.6's sequence
-
-
-# ---------------------------------------------------------------------------------------------
-# The hand-made two-head example of section 6.6
-# ---------------------------------------------------------------------------------------------
-
-
-def position_letter_tokens(text: str = EXAMPLE_TEXT) -> tuple[torch.Tensor, list[str]]:
-    """Tokens (1, n, n + n_letters): a one-hot position, then a one-hot letter; and the letters."""
-    letters, n = sorted(set(text)), len(text)
-    pos = torch.eye(n)  # (n, n) one-hot positions
-    let = torch.eye(len(letters))[[letters.index(c) for c in text]]  # (n, n_letters)
-    return torch.cat([pos, let], dim=-1)[None], letters  # (1, n, n + n_letters)
-
-
-def two_head_example(
-    text: str = EXAMPLE_TEXT, head0_query: torch.Tensor | None = None, sharpness: float = 20.0
-) -> MultiHeadAttention:
-    """Section 6.6's model: head 0 attends by position, head 1 by letter (8 positions, 4 letters).
-
-    head0_query: the (n, n) block of W_q that maps a position to head 0's query; by default
-    `sharpness` times "the position before mine". The model has been run once on the tokens of
-    `text`, so its `head_weights` are (1, 2, n, n).
-    """
-    tokens, letters = position_letter_tokens(text)
-    n, n_let = len(text), len(letters)
-    if n != 8 or n_let != 4:
-        raise ValueError(f"the example needs 8 tokens and 4 distinct letters, got {text!r}")
-    model = MultiHeadAttention(16, 2, dropout=0.0)
-    model(tokens, tokens, tokens)  # size the lazy layers
-    if head0_query is None:
-        head0_query = sharpness * torch.diag(torch.ones(n - 1), diagonal=1)  # e_j -> e_{j-1}
-    with torch.no_grad():
-        for W in (model.W_q, model.W_k, model.W_v, model.W_o):
-            W.weight.zero_()
-        model.W_q.weight[0:8, 0:8] = torch.as_tensor(head0_query, dtype=torch.float32)
-        model.W_k.weight[0:8, 0:8] = torch.eye(n)  # head 0 key: "my position"
-        model.W_q.weight[8:12, 8:12] = sharpness * torch.eye(4)  # head 1 query: "my letter"
-        model.W_k.weight[8:12, 8:12] = torch.eye(4)  # head 1 key: "my letter"
-        model.W_v.weight[0:4, 8:12] = torch.eye(4)  # head 0 value: the letter it finds
-        model.W_v.weight[8:16, 0:8] = torch.eye(8)  # head 1 value: the position it finds
-        model.W_o.weight.copy_(torch.eye(16))
-        model(tokens, tokens, tokens)
-    return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,4 +252,3 @@ def check_first_token_head(projections: Any) -> bool:
         "the softmax to put more than half the weight there.",
         "Correct! Heads like this one ('attend to the start') are common in trained models.",
     )
-

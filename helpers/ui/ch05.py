@@ -14,16 +14,15 @@ import ipywidgets as widgets
 import torch
 from matplotlib.figure import Figure
 
-from helpers.attention import SCORING_FUNCTIONS, AdditiveAttention, masked_softmax, scoring_weights
-from helpers.explorer import (
-    ReaderError,
-    as_choice,
-    as_number,
-    build_explorer,
-    check,
-    matches,
-    self_check,
+from helpers.attention import (
+    SCORING_FUNCTIONS,
+    AdditiveAttention,
+    masked_softmax,
+    scoring_weights,
+    unscaled_max_weight,
 )
+from helpers.ui.checks import ReaderError, as_choice, as_number, check, matches, self_check
+from helpers.ui.explorer import build_explorer
 
 __all__ = [
     "EXPLORER_DEMOS",
@@ -33,7 +32,6 @@ __all__ = [
     "check_unscaled_max_weight",
     "masked_title",
     "scoring_explorer",
-    "unscaled_max_weight",
 ]
 
 
@@ -152,18 +150,6 @@ def check_masked_row(weights: Any) -> bool:
         "the valid scores only (they sum to 1).",
         "Correct! Masked keys get exactly zero; the valid ones share all the weight.",
     )
-
-
-def unscaled_max_weight(d: int = 256, n_q: int = 1000, n_k: int = 10, seed: int = 0) -> float:
-    """Mean over n_q random queries of the largest weight of softmax(q kᵀ) (no 1/√d) over n_k keys.
-
-    Entries of queries and keys are independent N(0, 1); the generator is seeded with `seed`.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(1, n_q, d, generator=gen, dtype=torch.float64)  # (1, n_q, d)
-    k = torch.randn(1, n_k, d, generator=gen, dtype=torch.float64)  # (1, n_k, d)
-    weights = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (1, n_q, d) @ (1, d, n_k)
-    return weights.max(dim=-1).values.mean().item()
 
 
 @self_check

@@ -1,6 +1,7 @@
 """Chapter 1, average pooling: the exercises' self-checks.
 
-The chapter has no explorer (`EXPLORER_DEMOS` is empty); its data come from `helpers.data`.
+The chapter has no explorer (`EXPLORER_DEMOS` is empty); its data come from `helpers.data` and
+the pooling it measures from `helpers.pooling`.
 """
 
 from __future__ import annotations
@@ -12,35 +13,17 @@ import ipywidgets as widgets
 import torch
 
 from helpers.data import make_regression_data
-from helpers.explorer import as_number, check, matches, self_check
+from helpers.pooling import average_pooling_test_mse, window_weights
+from helpers.ui.checks import as_number, check, matches, self_check
 
 __all__ = [
     "EXPLORER_DEMOS",
-    "average_pooling_test_mse",
-    "check_noiseless_mse",
     "check_noise_increase",
+    "check_noiseless_mse",
     "check_window_row",
-    "window_weights",
 ]
 
 EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {}
-
-
-def average_pooling_test_mse(n_train: int = 50, noise: float = 0.5, seed: int = 0) -> float:
-    """Test MSE (against the noise-free truth) of average pooling on `make_regression_data`."""
-    data = make_regression_data(n_train=n_train, noise=noise, seed=seed, dtype=torch.float64)
-    y_hat = data.y_train.mean()  # () one number for every query
-    return ((y_hat - data.y_truth) ** 2).mean().item()  # (n_test,) -> ()
-
-
-def window_weights(x_train: torch.Tensor, query: float, radius: float) -> torch.Tensor:
-    """Weights (n_train,): 1/m on the m keys with |x_i - query| <= radius, 0 elsewhere."""
-    if not isinstance(x_train, torch.Tensor) or x_train.dim() != 1:
-        raise ValueError(f"x_train must be a 1-D tensor, got {getattr(x_train, 'shape', x_train)}")
-    inside = ((x_train.double() - query).abs() <= radius).double()  # (n_train,) 0 or 1
-    if inside.sum() == 0:
-        raise ValueError(f"no key lies within {radius} of the query {query}")
-    return inside / inside.sum()  # (n_train,), sums to 1
 
 
 @self_check

@@ -16,14 +16,6 @@ from matplotlib.text import Text
 from torch import nn
 
 from helpers.data import RegressionData, make_regression_data
-from helpers.explorer import (
-    EXPLORER_DPI,
-    ReaderError,
-    as_number,
-    build_explorer,
-    check,
-    self_check,
-)
 from helpers.plotting import freeze_background, to_numpy, weight_image, weights_rgba
 from helpers.pooling import (
     NWKernelRegression,
@@ -31,6 +23,8 @@ from helpers.pooling import (
     leave_one_out_mse,
     nadaraya_watson,
 )
+from helpers.ui.checks import ReaderError, as_number, check, self_check
+from helpers.ui.explorer import EXPLORER_DPI, build_explorer
 
 __all__ = [
     "BIGGER_DATA_SEED",

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from helpers.explorer import EXPLORER_DPI, as_number, build_explorer, check, self_check
 from helpers.plotting import freeze_background
 from helpers.scale import online_softmax_steps
+from helpers.ui.checks import as_number, check, self_check
+from helpers.ui.explorer import EXPLORER_DPI, build_explorer
 
 __all__ = [
     "EXPLORER_DEMOS",
