@@ -34,7 +34,7 @@ from helpers.transformer import LearnedPositionalEmbedding, PositionWiseFFN, Tin
 __all__ = [
     "GQAGPT",
     "GQAGPTBlock",
-    "GQA_ASSET",
+    "GQA_ASSETS",
     "GroupedQueryAttention",
     "ModelConfig",
     "PUBLISHED_CONFIGS",
@@ -623,7 +623,8 @@ def prefill_cost(config: ModelConfig, prompt: int, batch: int = 1, bytes_per_ele
 # ---------------------------------------------------------------------------------------------
 
 
-GQA_ASSET = "ch14_gqa.pt"
+# One file per model (each under 2 MB), each with the metadata of the whole run.
+GQA_ASSETS = {2: "ch14_gqa_kv2.pt", 1: "ch14_gqa_kv1.pt"}  # {num_kv_heads: file in assets/}
 # The uptraining after mean-pooling: AdamW on chapter 12's training text, whole model.
 
 
@@ -678,9 +679,12 @@ def uptrain(model: GQAGPT, train_ids: torch.Tensor, steps: int, batch_size: int 
             lr: float = 5e-4, seed: int = 0,
             log: Callable[[int, float], None] | None = None) -> list[float]:
     """AdamW on the next-character loss of random windows of `train_ids` (constant rate,
-    gradients clipped at 1); the loss per step."""
+    gradients clipped at 1); the loss per step. Seeds PyTorch's global generator too (dropout
+    draws from it), so a run repeats exactly whatever ran before it."""
     from helpers.text import random_windows
     from helpers.training import train_adamw
+
+    torch.manual_seed(seed)
 
     def loss_fn(gen: torch.Generator) -> torch.Tensor:
         batch = random_windows(train_ids, batch_size, model.max_len + 1, gen)  # (B, T + 1)
@@ -694,15 +698,14 @@ def uptrain(model: GQAGPT, train_ids: torch.Tensor, steps: int, batch_size: int 
 def load_gqa_models(base: TinyGPT) -> tuple[dict[int, GQAGPT], dict]:
     """The shipped uptrained models (tools/train_ch14.py): {num_kv_heads: GQAGPT} built from
     `base` (chapter 12's model) and loaded with the stored weights, and the stored metadata."""
-    path = resources.files("helpers") / "assets" / GQA_ASSET
-    with path.open("rb") as f:
-        ckpt = torch.load(f, map_location="cpu", weights_only=True)
-    models = {}
-    for kv, state in ckpt["states"].items():
-        model = from_tinygpt(base, int(kv))
-        model.load_state_dict({k: v.float() for k, v in state.items()})
-        models[int(kv)] = model.eval()
-    meta = {k: v for k, v in ckpt.items() if k != "states"}
+    models, meta = {}, {}
+    for kv, name in GQA_ASSETS.items():
+        with (resources.files("helpers") / "assets" / name).open("rb") as f:
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+        model = from_tinygpt(base, kv)
+        model.load_state_dict({k: v.float() for k, v in ckpt.pop("state").items()})
+        models[kv] = model.eval()
+        meta = ckpt  # the run's metadata, the same in every file
     return models, meta
 
 

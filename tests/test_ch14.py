@@ -82,7 +82,8 @@ def test_decode_tokens_per_second_runs(tiny):
 
 
 def test_shipped_uptrained_models_load_and_beat_mean_pooling():
-    assert (resources.files("helpers") / "assets" / llm.GQA_ASSET).is_file()  # it ships
+    for name in llm.GQA_ASSETS.values():  # they ship, each under 2 MB
+        assert len((resources.files("helpers") / "assets" / name).read_bytes()) < 2 * 2**20
 
     base, vocab = textmodels.load_text_gpt()
     models, meta = llm.load_gqa_models(base)
@@ -226,3 +227,19 @@ def test_sink_weight_check(capsys):
     out = capsys.readouterr().out
     assert "Not yet" in out and f"{want:.2f}" not in out
     assert ch14.check_sink_weight(None, model, seqs) is False
+
+
+def test_the_scripts_first_steps_reproduce_the_stored_uptraining_curves():
+    """tools/train_ch14.py's first uptraining steps give the stored losses (one thread, seeded)."""
+    from helpers.text import load_corpus
+
+    torch.set_num_threads(1)
+    base, vocab = textmodels.load_text_gpt()
+    _, meta = llm.load_gqa_models(base)
+    ids = vocab.encode(load_corpus().stream("train"))
+    u, n = llm.UPTRAIN, 3
+    for kv in llm.GQA_ASSETS:
+        model = llm.from_tinygpt(base, kv)
+        losses = llm.uptrain(model, ids, n, u["batch_size"], u["lr"], u["seed"])
+        assert losses == pytest.approx(meta["losses"][kv][:n], rel=2e-3)
+        assert meta["losses"][kv][-1] < meta["losses"][kv][0]  # and the stored curve fell

@@ -4,7 +4,8 @@ by mean-pooling its key/value heads, uptrain each briefly on the same text, and 
     python tools/train_ch14.py                  # UPTRAIN["steps"] steps per model
     python tools/train_ch14.py --steps 5 --out /tmp/ch14   # a quick try elsewhere
 
-Writes helpers/assets/ch14_gqa.pt: float16 weights of the uptrained models, the loss of every
+Writes helpers/assets/ch14_gqa_kv2.pt and ch14_gqa_kv1.pt (one per model, each under 2 MB):
+float16 weights of the uptrained model and, in both, the metadata of the run: the loss of every
 step, and held-out bits per character (chapter 12's `causal_eval`) of every model before and after
 uptraining, including the unconverted model uptrained for the same steps (a control: how much of
 the recovery is just more training). One CPU thread, seeded.
@@ -53,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         if kv != heads:
             states[kv] = {k: v.half() for k, v in model.state_dict().items()}
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.save({"states": states, "losses": losses, "bits_before": before, "bits_after": after,
-                "steps": args.steps, "uptrain": dict(u), "train_seconds": seconds,
-                "torch_version": str(torch.__version__)}, args.out / llm.GQA_ASSET)
+    meta = {"losses": losses, "bits_before": before, "bits_after": after, "steps": args.steps,
+            "uptrain": dict(u), "train_seconds": seconds, "torch_version": str(torch.__version__)}
+    for kv, name in llm.GQA_ASSETS.items():  # one file per model, each under 2 MB
+        torch.save({"state": states[kv], **meta}, args.out / name)
     return 0
 
 
