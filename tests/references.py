@@ -87,7 +87,24 @@ def nw_weights_float64(q, k, kernel: str, h: float) -> np.ndarray:
 
 
 def nw_float64(q, k, v, kernel="gaussian", h=1.0) -> np.ndarray:
+    """Float64 NumPy Nadaraya-Watson predictions (n_q,): the weights above times the values."""
     return nw_weights_float64(q, k, kernel, h) @ np.asarray(v, dtype=np.float64)
+
+
+def loo_predictions_float64(x, y, kernel="gaussian", h=1.0) -> np.ndarray:
+    """Float64 loop: each y_i predicted by Nadaraya-Watson from the other points, (n,)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    out = []
+    for i in range(len(x)):
+        others = np.arange(len(x)) != i
+        out.append(nw_float64(x[i : i + 1], x[others], y[others], kernel, h)[0])
+    return np.array(out)
+
+
+def loo_mse_float64(x, y, kernel="gaussian", h=1.0) -> float:
+    """Float64 leave-one-out MSE: the mean squared error of the predictions above."""
+    y = np.asarray(y, dtype=np.float64)
+    return float(np.mean((loo_predictions_float64(x, y, kernel, h) - y) ** 2))
 
 
 def gaussian_nw_float64_chunked(q, k, v, h):
@@ -104,3 +121,37 @@ def masked_attention_float64(q, k, v, allowed, scale):
     s = (q.double() @ k.double().transpose(-2, -1)) * scale
     s = s.masked_fill(~allowed, -math.inf)
     return torch.softmax(s, dim=-1) @ v.double()
+
+
+def linear_attention_loop(q, k, v, phi, causal):
+    """float64 loops: out_i = Σ_j φ(q_i)·φ(k_j) v_j / Σ_j φ(q_i)·φ(k_j), j ≤ i when causal."""
+    B, H, n, _ = q.shape
+    out = torch.zeros(B, H, n, v.shape[-1], dtype=torch.float64)
+    fq, fk = phi(q.double()), phi(k.double())
+    for b in range(B):
+        for h in range(H):
+            for i in range(n):
+                top = i + 1 if causal else k.shape[2]
+                w = torch.stack([fq[b, h, i] @ fk[b, h, j] for j in range(top)])
+                out[b, h, i] = (w[:, None] * v[b, h, :top].double()).sum(0) / w.sum()
+    return out
+
+
+def sinusoids_float64(T: int, d: int) -> np.ndarray:
+    """The sinusoidal position table (T, d) from its formula, in float64 loops."""
+    P = np.zeros((T, d))
+    for t in range(T):
+        for i in range(d // 2):
+            P[t, 2 * i] = math.sin(t / 10000 ** (2 * i / d))
+            P[t, 2 * i + 1] = math.cos(t / 10000 ** (2 * i / d))
+    return P
+
+
+def rope_float64(x: np.ndarray, pos: int) -> np.ndarray:
+    """RoPE from its definition, in float64: pair (x[2j], x[2j+1]) turned by pos·10000^(-2j/d)."""
+    out = x.copy()
+    for j in range(len(x) // 2):
+        a = pos * 10000 ** (-2 * j / len(x))
+        out[2 * j] = x[2 * j] * math.cos(a) - x[2 * j + 1] * math.sin(a)
+        out[2 * j + 1] = x[2 * j] * math.sin(a) + x[2 * j + 1] * math.cos(a)
+    return out

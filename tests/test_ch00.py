@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers_for_tests import run_check
 from matplotlib.colors import to_rgba
 
 from helpers import cues
@@ -30,11 +31,6 @@ def _weights_by_hand(intention, s):
     scores = [sum(a * b for a, b in zip(q, k)) + s * o for k, o in zip(_KEYS, _STANDS_OUT)]
     e = [math.exp(a) for a in scores]
     return [v / sum(e) for v in e]
-
-
-def _out(check, answer, capsys):
-    result = check(answer)
-    return result, capsys.readouterr().out
 
 
 # --- the explorer ----------------------------------------------------------------------------
@@ -96,15 +92,15 @@ def test_demo_builds():
 
 def test_notes_weights(capsys):
     want = _weights_by_hand("take notes", 1.5)
-    assert _out(ch00.check_notes_weights, want, capsys)[0]
-    assert _out(ch00.check_notes_weights, [round(w, 4) for w in want], capsys)[0]
-    assert _out(ch00.check_notes_weights, torch.tensor(want), capsys)[0]
+    assert run_check(ch00.check_notes_weights, want, capsys)[0]
+    assert run_check(ch00.check_notes_weights, [round(w, 4) for w in want], capsys)[0]
+    assert run_check(ch00.check_notes_weights, torch.tensor(want), capsys)[0]
     for wrong in (_weights_by_hand("take notes", 0.0), [0.2] * 5, [0, 0, 3, 0, 1.5]):
-        ok, out = _out(ch00.check_notes_weights, wrong, capsys)
+        ok, out = run_check(ch00.check_notes_weights, wrong, capsys)
         assert not ok and "Hint" in out and f"{want[2]:.3f}" not in out
-    ok, out = _out(ch00.check_notes_weights, want[:4], capsys)
+    ok, out = run_check(ch00.check_notes_weights, want[:4], capsys)
     assert not ok and "shape" in out
-    assert _out(ch00.check_notes_weights, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch00.check_notes_weights, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def _cup_share(n_papers, s):
@@ -124,9 +120,9 @@ def test_crowded_desk_saliency(capsys):
         want.append(lo)
     assert ch00.CROWDED_DESKS == (4, 9, 99)
     assert _weights_by_hand("nothing in particular", want[0])[4] == pytest.approx(0.5)
-    assert _out(ch00.check_crowded_desk_saliency, want, capsys)[0]
-    assert _out(ch00.check_crowded_desk_saliency, torch.tensor(want), capsys)[0]
-    assert _out(ch00.check_crowded_desk_saliency, [1.39, 2.2, 4.6], capsys)[0]
+    assert run_check(ch00.check_crowded_desk_saliency, want, capsys)[0]
+    assert run_check(ch00.check_crowded_desk_saliency, torch.tensor(want), capsys)[0]
+    assert run_check(ch00.check_crowded_desk_saliency, [1.39, 2.2, 4.6], capsys)[0]
     wrongs = (
         [math.log(5), math.log(10), math.log(100)],  # counted the cup among the papers
         [want[0], want[0], want[0]],  # the desk above, read off the slider, three times
@@ -134,29 +130,29 @@ def test_crowded_desk_saliency(capsys):
         [2.0, 4.5, 49.5],  # n / 2
     )
     for wrong in wrongs:
-        ok, out = _out(ch00.check_crowded_desk_saliency, wrong, capsys)
+        ok, out = run_check(ch00.check_crowded_desk_saliency, wrong, capsys)
         assert not ok and "Hint" in out and "1.39" not in out and "log" not in out
-    ok, out = _out(ch00.check_crowded_desk_saliency, want[0], capsys)
+    ok, out = run_check(ch00.check_crowded_desk_saliency, want[0], capsys)
     assert not ok and "three strengths" in out
-    ok, out = _out(ch00.check_crowded_desk_saliency, [1.4, -1, 4.6], capsys)
+    ok, out = run_check(ch00.check_crowded_desk_saliency, [1.4, -1, 4.6], capsys)
     assert not ok and "at least 0" in out
-    ok, out = _out(ch00.check_crowded_desk_saliency, ["a", "b", "c"], capsys)
+    ok, out = run_check(ch00.check_crowded_desk_saliency, ["a", "b", "c"], capsys)
     assert not ok and "tensor" in out
-    assert _out(ch00.check_crowded_desk_saliency, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch00.check_crowded_desk_saliency, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_soft_lookup(capsys):
     # key 1 gets e^b / (e^b + 3) >= 0.9 for b >= log 27 ~ 3.30
-    assert _out(ch00.check_soft_lookup, [0, 3.4, 0, 0], capsys)[0]
-    assert _out(ch00.check_soft_lookup, torch.tensor([-1.0, 5.0, -1.0, 0.0]), capsys)[0]
+    assert run_check(ch00.check_soft_lookup, [0, 3.4, 0, 0], capsys)[0]
+    assert run_check(ch00.check_soft_lookup, torch.tensor([-1.0, 5.0, -1.0, 0.0]), capsys)[0]
     for wrong in ([0, 3.2, 0, 0], [0, 0, 2, 0], [1, 1, 1, 1]):
-        ok, out = _out(ch00.check_soft_lookup, wrong, capsys)
+        ok, out = run_check(ch00.check_soft_lookup, wrong, capsys)
         assert not ok and "Hint" in out
-    ok, out = _out(ch00.check_soft_lookup, [0, 5, 0], capsys)
+    ok, out = run_check(ch00.check_soft_lookup, [0, 5, 0], capsys)
     assert not ok and "shape" in out
-    ok, out = _out(ch00.check_soft_lookup, [0, float("nan"), 0, 0], capsys)
+    ok, out = run_check(ch00.check_soft_lookup, [0, float("nan"), 0, 0], capsys)
     assert not ok and "finite" in out
-    assert _out(ch00.check_soft_lookup, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch00.check_soft_lookup, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_lookup_database():

@@ -1,6 +1,6 @@
 """Chapter 02: the explorer driven headlessly, and every self-check with right and wrong answers.
 
-References are float64 NumPy formulas written here, not the helpers under test.
+References are float64 NumPy formulas from tests/references.py, not the helpers under test.
 """
 
 from __future__ import annotations
@@ -11,65 +11,34 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+from references import loo_mse_float64, nw_weights_float64
 
-from helpers.data import make_regression_data
 from helpers.ui import ch02
 
 
-@pytest.fixture(scope="module")
-def data():
-    return make_regression_data()
-
-
-def weights_numpy(x, keys, kernel: str, sigma: float) -> np.ndarray:
-    """Float64 Nadaraya-Watson weights (n_q, n_k), nearest-key fallback for empty rows."""
-    x, keys = np.asarray(x, dtype=np.float64), np.asarray(keys, dtype=np.float64)
-    u = (x[:, None] - keys[None, :]) / sigma
-    if kernel == "gaussian":
-        logw = -(u**2) / 2
-        w = np.exp(logw - logw.max(axis=1, keepdims=True))
-    elif kernel == "boxcar":
-        w = (np.abs(u) < 1).astype(float)
-    elif kernel == "epanechnikov":
-        w = np.maximum(1 - u**2, 0)
-    else:
-        w = np.ones_like(u)
-    empty = w.sum(axis=1) == 0
-    w[empty] = np.abs(u[empty]) == np.abs(u[empty]).min(axis=1, keepdims=True)
-    return w / w.sum(axis=1, keepdims=True)
-
-
-def loo_numpy(x, y, kernel: str, sigma: float) -> float:
-    """Float64 leave-one-out MSE, one point at a time."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    errs = []
-    for i in range(len(x)):
-        keep = np.arange(len(x)) != i
-        errs.append((weights_numpy(x[i : i + 1], x[keep], kernel, sigma)[0] @ y[keep] - y[i]) ** 2)
-    return float(np.mean(errs))
-
-
-def test_explorer_follows_every_control(data):
-    box = ch02.nw_explorer(data, bandwidth=1.0, query=2.5)
-    x, y = data.x_train.numpy(), data.y_train.numpy()
+def test_explorer_follows_every_control(regression_data):
+    box = ch02.nw_explorer(regression_data, bandwidth=1.0, query=2.5)
+    x, y = regression_data.x_train.numpy(), regression_data.y_train.numpy()
     fig = box.figure
     np.testing.assert_allclose(
-        box.state["y_hat"], weights_numpy(data.x_test, x, "gaussian", 1.0) @ y, rtol=1e-5
+        box.state["y_hat"],
+        nw_weights_float64(regression_data.x_test, x, "gaussian", 1.0) @ y,
+        rtol=1e-5,
     )
 
     box.controls["bandwidth"].value = 0.2
     sigma = box.controls["bandwidth"].value  # the log slider snaps to its grid
     assert box.figure is fig  # the same figure, updated in place
     assert box.state["bandwidth"] == pytest.approx(sigma)
-    want = weights_numpy(data.x_test, x, "gaussian", sigma) @ y
+    want = nw_weights_float64(regression_data.x_test, x, "gaussian", sigma) @ y
     np.testing.assert_allclose(box.state["y_hat"], want, rtol=1e-5)
     np.testing.assert_allclose(ch02_fit_line(box), want, rtol=1e-5)  # what is drawn
     assert box.state["test_mse"] == pytest.approx(
-        float(np.mean((want - data.y_truth.numpy()) ** 2)), rel=1e-5
+        float(np.mean((want - regression_data.y_truth.numpy()) ** 2)), rel=1e-5
     )
 
     box.controls["query"].value = 1.25
-    w = weights_numpy([1.25], x, "gaussian", sigma)[0]
+    w = nw_weights_float64([1.25], x, "gaussian", sigma)[0]
     np.testing.assert_allclose(box.state["weights"], w, rtol=1e-5, atol=1e-8)
     assert box.state["prediction"] == pytest.approx(float(w @ y), rel=1e-5)
     assert box.state["heatmap_row"] in (12, 13)  # test grid 0, 0.1, ...: 1.2 or 1.3
@@ -97,8 +66,8 @@ def ch02_fit_line(box) -> np.ndarray:
     return next(line.get_ydata() for line in ax.get_lines() if line.get_linestyle() == "--")
 
 
-def test_uniform_heatmap_is_pale_and_says_so(data):
-    box = ch02.nw_explorer(data, kernel="constant")
+def test_uniform_heatmap_is_pale_and_says_so(regression_data):
+    box = ch02.nw_explorer(regression_data, kernel="constant")
     image = next(a for a in box.figure.axes[2].get_images())
     pixels = np.asarray(image.get_array())  # (n_test, n_train, 4) RGBA on the fixed 0-1 scale
     assert (pixels == pixels[0, 0]).all()  # uniform
@@ -128,12 +97,12 @@ def test_check_nw_by_hand(capsys):
     assert "Hint" in out and f"{right:.3f}" not in out
 
 
-def test_check_far_query(data, capsys):
-    right = float(data.y_train[-1])  # all weight on the last key
+def test_check_far_query(regression_data, capsys):
+    right = float(regression_data.y_train[-1])  # all weight on the last key
     assert ch02.check_far_query(right)
-    assert ch02.check_far_query(data.y_train[-1])  # a 0-d tensor is fine too
+    assert ch02.check_far_query(regression_data.y_train[-1])  # a 0-d tensor is fine too
     capsys.readouterr()
-    assert not ch02.check_far_query(float(data.y_train.mean()))
+    assert not ch02.check_far_query(float(regression_data.y_train.mean()))
     out = capsys.readouterr().out
     assert "Hint" in out and f"{right:.3f}" not in out
 
@@ -160,10 +129,10 @@ def test_check_lifted_features(capsys):
     assert "(2, 7) and (2, 11)" in capsys.readouterr().out
 
 
-def test_check_loo_bandwidth(data, capsys):
-    x, y = data.x_train.numpy(), data.y_train.numpy()
+def test_check_loo_bandwidth(regression_data, capsys):
+    x, y = regression_data.x_train.numpy(), regression_data.y_train.numpy()
     grid = np.arange(0.05, 2.0001, 0.0125)
-    errs = [loo_numpy(x, y, "boxcar", s) for s in grid]
+    errs = [loo_mse_float64(x, y, "boxcar", s) for s in grid]
     best = float(grid[int(np.argmin(errs))])
     assert ch02.check_loo_bandwidth(best)
     capsys.readouterr()

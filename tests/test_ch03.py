@@ -1,6 +1,7 @@
 """Chapter 03: the explorer driven headlessly, and every self-check with right and wrong answers.
 
-References are float64 NumPy formulas and loops written here, not the helpers under test.
+References are float64 NumPy formulas and loops from tests/references.py, not the helpers
+under test.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from references import loo_mse_float64, nw_float64
 from torch import nn
 
 from helpers.data import make_regression_data
@@ -15,64 +17,52 @@ from helpers.pooling import leave_one_out
 from helpers.ui import ch03
 
 
-@pytest.fixture(scope="module")
-def data():
-    return make_regression_data()
+def pooled(queries, keys, values, w: float) -> np.ndarray:
+    """Gaussian pooling at the chapter's width parameter w, which is bandwidth 1 / w."""
+    return nw_float64(queries, keys, values, "gaussian", 1 / w)
 
 
-def nw_numpy(queries, keys, values, w: float) -> np.ndarray:
-    """Float64 Gaussian pooling with width parameter w: (n_q,) -> (n_q,)."""
-    q, k, v = (np.asarray(t, dtype=np.float64) for t in (queries, keys, values))
-    logw = -(((q[:, None] - k[None, :]) * w) ** 2) / 2
-    a = np.exp(logw - logw.max(axis=1, keepdims=True))
-    return (a / a.sum(axis=1, keepdims=True)) @ v
+def loo_mse(x, y, w: float) -> float:
+    """Leave-one-out MSE at the chapter's width parameter w (bandwidth 1 / w)."""
+    return loo_mse_float64(x, y, "gaussian", 1 / w)
 
 
-def loo_numpy(x, y, w: float) -> float:
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    errs = []
-    for i in range(len(x)):
-        keep = np.arange(len(x)) != i
-        errs.append((nw_numpy(x[i : i + 1], x[keep], y[keep], w)[0] - y[i]) ** 2)
-    return float(np.mean(errs))
-
-
-def test_explorer_follows_its_slider(data):
-    box = ch03.w_explorer(data, w_trained=3.49)
+def test_explorer_follows_its_slider(regression_data):
+    box = ch03.w_explorer(regression_data, w_trained=3.49)
     fig = box.figure
     assert box.state["w"] == pytest.approx(3.49)
     box.controls["w"].value = 6.0
     assert box.figure is fig  # the same figure, updated in place
-    x, y = data.x_train.numpy(), data.y_train.numpy()
-    want = nw_numpy(data.x_test, x, y, 6.0)
+    x, y = regression_data.x_train.numpy(), regression_data.y_train.numpy()
+    want = pooled(regression_data.x_test, x, y, 6.0)
     np.testing.assert_allclose(box.state["y_hat"], want, rtol=1e-5)
     fit = next(line for line in fig.axes[1].get_lines() if line.get_linestyle() == "--")
     np.testing.assert_allclose(fit.get_ydata(), want, rtol=1e-5)  # what is drawn
-    assert box.state["loss"] == pytest.approx(loo_numpy(x, y, 6.0), rel=1e-6)
+    assert box.state["loss"] == pytest.approx(loo_mse(x, y, 6.0), rel=1e-6)
     dot = next(line for line in fig.axes[0].get_lines() if line.get_marker() == "o")
     assert dot.get_xdata()[0] == pytest.approx(6.0)
-    assert dot.get_ydata()[0] == pytest.approx(loo_numpy(x, y, 6.0), rel=1e-6)
+    assert dot.get_ydata()[0] == pytest.approx(loo_mse(x, y, 6.0), rel=1e-6)
     assert box.state["weights"].shape == (50, 50)
     np.testing.assert_allclose(box.state["weights"].sum(axis=1), 1, atol=1e-5)
     assert box.state["test_mse"] == pytest.approx(
-        float(np.mean((want - data.y_truth.numpy()) ** 2)), rel=1e-5
+        float(np.mean((want - regression_data.y_truth.numpy()) ** 2)), rel=1e-5
     )
     box.controls["w"].value = 0.25  # wide kernel: close to average pooling
     assert np.ptp(box.state["y_hat"]) < np.ptp(want)
     assert len(box.redraw_times) == 3
 
 
-def test_explorer_curves_are_the_two_training_losses(data):
-    box = ch03.w_explorer(data, w_trained=3.49)
+def test_explorer_curves_are_the_two_training_losses(regression_data):
+    box = ch03.w_explorer(regression_data, w_trained=3.49)
     lines = box.figure.axes[0].get_lines()
     loo_line = next(line for line in lines if line.get_linestyle() == "-")
     self_line = next(line for line in lines if line.get_linestyle() == ":")
-    x, y = data.x_train.numpy(), data.y_train.numpy()
+    x, y = regression_data.x_train.numpy(), regression_data.y_train.numpy()
     for w, loo, own in list(zip(loo_line.get_xdata(), loo_line.get_ydata(), self_line.get_ydata()))[
         ::15
     ]:
-        assert loo == pytest.approx(loo_numpy(x, y, w), rel=1e-6)
-        assert own == pytest.approx(float(np.mean((nw_numpy(x, x, y, w) - y) ** 2)), rel=1e-6)
+        assert loo == pytest.approx(loo_mse(x, y, w), rel=1e-6)
+        assert own == pytest.approx(float(np.mean((pooled(x, x, y, w) - y) ** 2)), rel=1e-6)
     assert np.all(np.diff(self_line.get_ydata()) < 0)  # no minimum: falls as w grows
 
 
@@ -129,9 +119,10 @@ def test_check_batched_pooling(capsys):
     assert "your function" in capsys.readouterr().out
 
 
-def test_check_bias_gradient(data, capsys):
+def test_check_bias_gradient(regression_data, capsys):
     # the prediction, measured independently: a central finite difference in float64
-    x, y = data.x_train.numpy().astype(np.float64), data.y_train.numpy().astype(np.float64)
+    x = regression_data.x_train.numpy().astype(np.float64)
+    y = regression_data.y_train.numpy().astype(np.float64)
 
     def loss(b: float) -> float:
         errs = []
@@ -155,7 +146,7 @@ def test_check_best_w_bigger_data(capsys):
     d = make_regression_data(n_train=200, seed=ch03.BIGGER_DATA_SEED, dtype=torch.float64)
     x, y = d.x_train.numpy(), d.y_train.numpy()
     grid = np.arange(0.5, 30.0001, 0.25)
-    losses = [loo_numpy(x, y, w) for w in grid]
+    losses = [loo_mse(x, y, w) for w in grid]
     best = float(grid[int(np.argmin(losses))])
     assert ch03.check_best_w_bigger_data(best)
     capsys.readouterr()
@@ -166,7 +157,7 @@ def test_check_best_w_bigger_data(capsys):
     for printed in (4.77, 4.9, 4.7, 7.8):  # widths the chapter prints must not pass
         assert not ch03.check_best_w_bigger_data(printed)
     coarse = np.arange(0.5, 30.0001, 0.5)  # a coarse grid still finds a passing w
-    coarse_best = float(coarse[int(np.argmin([loo_numpy(x, y, w) for w in coarse]))])
+    coarse_best = float(coarse[int(np.argmin([loo_mse(x, y, w) for w in coarse]))])
     assert ch03.check_best_w_bigger_data(coarse_best)
 
 
@@ -185,20 +176,21 @@ class LiftedPooling(nn.Module):
         return (torch.softmax(scores, dim=1) * values).sum(dim=1)
 
 
-def test_check_own_pooling(data, capsys):
-    x, y = data.x_train.numpy(), data.y_train.numpy()
+def test_check_own_pooling(regression_data, capsys):
+    x, y = regression_data.x_train.numpy(), regression_data.y_train.numpy()
     grid = np.arange(0.5, 15.0001, 0.05)
-    best = min(loo_numpy(x, y, w) for w in grid)
-    w_best = float(grid[int(np.argmin([loo_numpy(x, y, w) for w in grid]))])
+    best = min(loo_mse(x, y, w) for w in grid)
+    w_best = float(grid[int(np.argmin([loo_mse(x, y, w) for w in grid]))])
     net = LiftedPooling(w_best)
     assert not ch03.check_own_pooling(net)  # started at the best w, untrained: not enough
     assert "Hint" in capsys.readouterr().out
-    keys, values = leave_one_out(data.x_train, data.y_train)
+    keys, values = leave_one_out(regression_data.x_train, regression_data.y_train)
     torch.manual_seed(0)
     opt = torch.optim.Adam(net.parameters(), lr=0.01)
     for _ in range(100):
         opt.zero_grad()
-        ((net(data.x_train, keys, values) - data.y_train) ** 2).mean().backward()
+        loss = ((net(regression_data.x_train, keys, values) - regression_data.y_train) ** 2).mean()
+        loss.backward()
         opt.step()
     with torch.no_grad():  # the trained loss by a float64 loop, independent of the check
         q = np.stack([x, np.ones_like(x)], axis=1) @ net.W_q.double().numpy()  # (n, 2)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers_for_tests import run_check
 
 from helpers.attention import worked_example
 from helpers.ui import ch04
@@ -30,11 +31,6 @@ def _attend(x, wq, wk, wv, scale=False):
         scores = scores / math.sqrt(wk.shape[1])
     weights = _softmax(scores)
     return scores, weights, weights @ (x @ wv)
-
-
-def _out(check, answer, capsys):
-    result = check(answer)
-    return result, capsys.readouterr().out
 
 
 # --- the stepper -----------------------------------------------------------------------------
@@ -146,77 +142,78 @@ def test_flattening_divisor(capsys):
     assert want == pytest.approx(10.4645, abs=1e-3)
     assert _attend(X, WQ, WK, WV)[0][1].tolist() == [4, 16, 12]
     assert _softmax(_attend(X, WQ, WK, WV)[0] / want).max() == pytest.approx(0.5)
-    assert _out(ch04.check_flattening_divisor, want, capsys)[0]
-    assert _out(ch04.check_flattening_divisor, torch.tensor(10.45), capsys)[0]
+    assert run_check(ch04.check_flattening_divisor, want, capsys)[0]
+    assert run_check(ch04.check_flattening_divisor, torch.tensor(10.45), capsys)[0]
     # sqrt(3); query 0 alone (never above 0.5); query 2's own threshold; a round guess
     q2 = next(
         c for c in np.arange(1, 20, 0.001) if _softmax(np.array([4, 12, 10]) / c).max() <= 0.5
     )
     for wrong in (math.sqrt(3), 1.0, q2, 10.0, 11.0):
-        ok, out = _out(ch04.check_flattening_divisor, wrong, capsys)
+        ok, out = run_check(ch04.check_flattening_divisor, wrong, capsys)
         assert not ok and "Hint" in out and "10.4" not in out and "16" not in out
     for bad in (0, -3.0):
-        ok, out = _out(ch04.check_flattening_divisor, bad, capsys)
+        ok, out = run_check(ch04.check_flattening_divisor, bad, capsys)
         assert not ok and "positive" in out
-    ok, out = _out(ch04.check_flattening_divisor, "ten", capsys)
+    ok, out = run_check(ch04.check_flattening_divisor, "ten", capsys)
     assert not ok and "number" in out
-    assert _out(ch04.check_flattening_divisor, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch04.check_flattening_divisor, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_doubled_query_weight(capsys):
     # scores of query 0 double: [4, 8, 8] -> weight of key 0 = e^-4 / (2 + e^-4)
     want = math.exp(-4) / (2 + math.exp(-4))
     assert _attend(X, 2 * WQ, WK, WV)[1][0, 0] == pytest.approx(want)
-    assert _out(ch04.check_doubled_query_weight, want, capsys)[0]
-    assert _out(ch04.check_doubled_query_weight, 0.01, capsys)[0]
+    assert run_check(ch04.check_doubled_query_weight, want, capsys)[0]
+    assert run_check(ch04.check_doubled_query_weight, 0.01, capsys)[0]
     for wrong in (0.0634, 0.0, 0.5, 0.1268):  # unchanged; dropped to 0; doubled weight
-        ok, out = _out(ch04.check_doubled_query_weight, wrong, capsys)
+        ok, out = run_check(ch04.check_doubled_query_weight, wrong, capsys)
         assert not ok and "Hint" in out and "0.009" not in out
-    ok, out = _out(ch04.check_doubled_query_weight, 2, capsys)
+    ok, out = run_check(ch04.check_doubled_query_weight, 2, capsys)
     assert not ok and "between 0 and 1" in out
-    assert _out(ch04.check_doubled_query_weight, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch04.check_doubled_query_weight, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_cross_weights(capsys):
     z = np.eye(4)
     want = _softmax((X @ WQ) @ (z @ WK).T)  # (3, 4): the queries of x over the keys of z
     assert want.shape == (3, 4)
-    assert _out(ch04.check_cross_weights, want, capsys)[0]
-    assert _out(ch04.check_cross_weights, torch.tensor(want, dtype=torch.float32), capsys)[0]
-    ok, out = _out(ch04.check_cross_weights, want.T, capsys)  # keys as rows
+    assert run_check(ch04.check_cross_weights, want, capsys)[0]
+    assert run_check(ch04.check_cross_weights, torch.tensor(want, dtype=torch.float32), capsys)[0]
+    ok, out = run_check(ch04.check_cross_weights, want.T, capsys)  # keys as rows
     assert not ok and "queries are rows" in out
-    ok, out = _out(ch04.check_cross_weights, _attend(X, WQ, WK, WV)[1], capsys)  # self-attention
+    self_weights = _attend(X, WQ, WK, WV)[1]  # self-attention's weights
+    ok, out = run_check(ch04.check_cross_weights, self_weights, capsys)
     assert not ok and "shape" in out
-    ok, out = _out(ch04.check_cross_weights, _softmax((z @ WQ) @ (X @ WK).T).T, capsys)
+    ok, out = run_check(ch04.check_cross_weights, _softmax((z @ WQ) @ (X @ WK).T).T, capsys)
     assert not ok and "Hint" in out  # the roles swapped back: z queries x, transposed to fit
-    ok, out = _out(ch04.check_cross_weights, want + 0.01, capsys)
+    ok, out = run_check(ch04.check_cross_weights, want + 0.01, capsys)
     assert not ok and "Hint" in out and f"{want[0, 0]:.4f}" not in out
-    ok, out = _out(ch04.check_cross_weights, "weights", capsys)
+    ok, out = run_check(ch04.check_cross_weights, "weights", capsys)
     assert not ok and "tensor" in out
     # another z gives its own weights
     z2 = np.array([[1.0, 1, 0, 0]])
     assert ch04.check_cross_weights(_softmax((X @ WQ) @ (z2 @ WK).T), z2)
     capsys.readouterr()
-    assert _out(ch04.check_cross_weights, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch04.check_cross_weights, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_self_attending_key(capsys):
     good = WK.copy()
     good[1, 0] = -2.0  # lowers keys 1 and 2, not key 0 (input 0 has no entry 1)
     assert _attend(X, WQ, good, WV)[1][0].argmax() == 0
-    assert _out(ch04.check_self_attending_key, good, capsys)[0]
-    assert _out(ch04.check_self_attending_key, torch.tensor(good), capsys)[0]
+    assert run_check(ch04.check_self_attending_key, good, capsys)[0]
+    assert run_check(ch04.check_self_attending_key, torch.tensor(good), capsys)[0]
     for r, c, v in [(0, 2, 3.0), (2, 1, 3.0), (1, 0, 0.0)]:  # rows 0, 2 cannot; too small
         bad = WK.copy()
         bad[r, c] = v
-        ok, out = _out(ch04.check_self_attending_key, bad, capsys)
+        ok, out = run_check(ch04.check_self_attending_key, bad, capsys)
         assert not ok and "Hint" in out and "-2" not in out
     two = good.copy()
     two[3, 0] = 0.0
-    ok, out = _out(ch04.check_self_attending_key, two, capsys)
+    ok, out = run_check(ch04.check_self_attending_key, two, capsys)
     assert not ok and "exactly one entry" in out
-    ok, out = _out(ch04.check_self_attending_key, WK, capsys)
+    ok, out = run_check(ch04.check_self_attending_key, WK, capsys)
     assert not ok and "exactly one entry" in out
-    ok, out = _out(ch04.check_self_attending_key, WK[:3], capsys)
+    ok, out = run_check(ch04.check_self_attending_key, WK[:3], capsys)
     assert not ok and "shape" in out
-    assert _out(ch04.check_self_attending_key, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch04.check_self_attending_key, None, capsys) == (False, REPLACE_NONE + "\n")

@@ -7,16 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers_for_tests import run_check
 
 from helpers import attention
 from helpers.ui import ch06
 from helpers.ui.checks import REPLACE_NONE
-
-
-def _out(check, answer, capsys):
-    result = check(answer)
-    return result, capsys.readouterr().out
-
 
 # --- the example and the explorer -----------------------------------------------------------
 
@@ -93,47 +88,47 @@ def test_folded_index(capsys):
     want = (2 * 4 + 13 // p, 1, 13 % p)
     assert want == (10, 1, 3)
     for right in (want, list(want), torch.tensor(want), (10.0, 1.0, 3.0)):
-        assert _out(ch06.check_folded_index, right, capsys)[0]
+        assert run_check(ch06.check_folded_index, right, capsys)[0]
     for wrong in ((2, 1, 13), (11, 1, 3), (10, 1, 2), (1, 10, 3), (4 * 2 + 3, 1, 2), (6, 1, 3)):
-        ok, out = _out(ch06.check_folded_index, wrong, capsys)
+        ok, out = run_check(ch06.check_folded_index, wrong, capsys)
         assert not ok and "Hint" in out and "10" not in out
     for malformed in ((10, 1), "10, 1, 3", (10, 1, 3.5), (True, 1, 3), 10):
-        ok, out = _out(ch06.check_folded_index, malformed, capsys)
+        ok, out = run_check(ch06.check_folded_index, malformed, capsys)
         assert not ok and "whole numbers" in out
 
 
 def test_weight_counts(capsys):
     # reference: one (n_q, n_k) softmax per head per example, 2 examples, 50 queries, 30 keys
     want = [2 * h * 50 * 30 for h in (1, 4, 16)]
-    assert _out(ch06.check_weight_counts, want, capsys)[0]
-    assert _out(ch06.check_weight_counts, tuple(want), capsys)[0]
+    assert run_check(ch06.check_weight_counts, want, capsys)[0]
+    assert run_check(ch06.check_weight_counts, tuple(want), capsys)[0]
     for wrong in ([3000, 3000, 3000], [1500, 6000, 24000], [50 * 30 * h for h in (1, 4, 16)],
                   [2 * 50 * 30 * 64 // h for h in (1, 4, 16)]):
-        ok, out = _out(ch06.check_weight_counts, wrong, capsys)
+        ok, out = run_check(ch06.check_weight_counts, wrong, capsys)
         assert not ok and "Hint" in out and "3000" not in out
-    ok, out = _out(ch06.check_weight_counts, [3000, 3000, 3000], capsys)
+    ok, out = run_check(ch06.check_weight_counts, [3000, 3000, 3000], capsys)
     assert "1 : 4 : 16" in out
     for malformed in ([3000, 12000], "3000", [3000, 12000, "48000"]):
-        ok, out = _out(ch06.check_weight_counts, malformed, capsys)
+        ok, out = run_check(ch06.check_weight_counts, malformed, capsys)
         assert not ok and "whole numbers" in out
 
 
 def test_mha_parameters(capsys):
     want = 3 * 64 * 32 + 64 * 64  # W_q, W_k, W_v: (64, 32); W_o: (64, 64); no biases
-    assert _out(ch06.check_mha_parameters, want, capsys)[0]
-    ok, out = _out(ch06.check_mha_parameters, 4 * 64 * 64, capsys)
+    assert run_check(ch06.check_mha_parameters, want, capsys)[0]
+    ok, out = run_check(ch06.check_mha_parameters, 4 * 64 * 64, capsys)
     assert not ok and "Hint" in out and str(want) not in out
 
 
 def test_next_token_head(capsys):
     right = 20 * torch.diag(torch.ones(7), diagonal=-1)  # column j holds e_{j+1}
-    assert _out(ch06.check_next_token_head, right, capsys)[0]
-    assert _out(ch06.check_next_token_head, right.tolist(), capsys)[0]
-    ok, out = _out(ch06.check_next_token_head, 20 * torch.diag(torch.ones(7), 1), capsys)
+    assert run_check(ch06.check_next_token_head, right, capsys)[0]
+    assert run_check(ch06.check_next_token_head, right.tolist(), capsys)[0]
+    ok, out = run_check(ch06.check_next_token_head, 20 * torch.diag(torch.ones(7), 1), capsys)
     assert not ok and "Hint" in out and "diagonal" not in out
-    ok, out = _out(ch06.check_next_token_head, torch.diag(torch.ones(7), -1) * 0.1, capsys)
+    ok, out = run_check(ch06.check_next_token_head, torch.diag(torch.ones(7), -1) * 0.1, capsys)
     assert not ok  # the right keys but far too weak to dominate
-    ok, out = _out(ch06.check_next_token_head, torch.zeros(7, 7), capsys)
+    ok, out = run_check(ch06.check_next_token_head, torch.zeros(7, 7), capsys)
     assert not ok and "(8, 8)" in out
 
 
@@ -141,11 +136,11 @@ def test_first_token_head(capsys):
     wq, wk = torch.zeros(8, 12), torch.zeros(8, 12)
     wq[0, :8] = 20  # every position asks for feature 0 ...
     wk[0, 0] = 1  # ... which only the token at position 0 has
-    assert _out(ch06.check_first_token_head, (wq, wk), capsys)[0]
-    ok, out = _out(ch06.check_first_token_head, (wk, wq), capsys)
+    assert run_check(ch06.check_first_token_head, (wq, wk), capsys)[0]
+    ok, out = run_check(ch06.check_first_token_head, (wk, wq), capsys)
     assert not ok and "Hint" in out
     wq_weak = wq / 20  # right direction, softmax not sharp enough
-    assert not _out(ch06.check_first_token_head, (wq_weak, wk), capsys)[0]
-    ok, out = _out(ch06.check_first_token_head, wq, capsys)
+    assert not run_check(ch06.check_first_token_head, (wq_weak, wk), capsys)[0]
+    ok, out = run_check(ch06.check_first_token_head, wq, capsys)
     assert not ok and "pair" in out
-    assert _out(ch06.check_first_token_head, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch06.check_first_token_head, None, capsys) == (False, REPLACE_NONE + "\n")

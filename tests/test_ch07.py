@@ -5,16 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers_for_tests import run_check
 
 from helpers import seq2seq as s2s
 from helpers.ui import ch07
 from helpers.ui.checks import REPLACE_NONE
-
-
-def _out(check, answer, capsys):
-    result = check(answer)
-    return result, capsys.readouterr().out
-
 
 # --- the explorer ----------------------------------------------------------------------------
 
@@ -77,9 +72,9 @@ def test_task_alignments(capsys):
                "rotate": src[1:] + src[:1]}[task]
         return src.index(tgt[t])
 
-    assert _out(ch07.check_task_alignments, reference, capsys)[0]
-    assert _out(ch07.check_task_alignments, lambda task, t, n: torch.tensor(reference(task, t, n)),
-                capsys)[0]
+    assert run_check(ch07.check_task_alignments, reference, capsys)[0]
+    as_tensor = lambda task, t, n: torch.tensor(reference(task, t, n))
+    assert run_check(ch07.check_task_alignments, as_tensor, capsys)[0]
     for wrong in (
         lambda task, t, n: t,  # copy only
         lambda task, t, n: n - 1 - t,  # reversal for every task
@@ -87,23 +82,23 @@ def test_task_alignments(capsys):
         lambda task, t, n: (t - 1) % n if task == "rotate" else reference(task, t, n),
         lambda task, t, n: (t + 1) // 2 if task == "double" else reference(task, t, n),
     ):
-        ok, out = _out(ch07.check_task_alignments, wrong, capsys)
+        ok, out = run_check(ch07.check_task_alignments, wrong, capsys)
         assert not ok and "Hint" in out
-    ok, out = _out(ch07.check_task_alignments, lambda task, t, n: None, capsys)
+    ok, out = run_check(ch07.check_task_alignments, lambda task, t, n: None, capsys)
     assert not ok and "replace the None" in out
-    ok, out = _out(ch07.check_task_alignments, lambda task, t, n: t + 0.5, capsys)
+    ok, out = run_check(ch07.check_task_alignments, lambda task, t, n: t + 0.5, capsys)
     assert not ok and "whole number" in out
-    ok, out = _out(ch07.check_task_alignments, lambda t, n: t, capsys)  # the old signature
+    ok, out = run_check(ch07.check_task_alignments, lambda t, n: t, capsys)  # the old signature
     assert not ok and "three arguments" in out
-    ok, out = _out(ch07.check_task_alignments, [0, 1, 2], capsys)
+    ok, out = run_check(ch07.check_task_alignments, [0, 1, 2], capsys)
     assert not ok and "define a function" in out
 
 
 def test_attention_parameters(capsys):
     H = 128
     want = H * H + H * H + H  # W_q (H, H), W_k (H, H), w_v (1, H), no biases
-    assert _out(ch07.check_attention_parameters, want, capsys)[0]
-    ok, out = _out(ch07.check_attention_parameters, 2 * 64 * 64 + 64, capsys)
+    assert run_check(ch07.check_attention_parameters, want, capsys)[0]
+    ok, out = run_check(ch07.check_attention_parameters, 2 * 64 * 64 + 64, capsys)
     assert not ok and "Hint" in out and str(want) not in out
 
 
@@ -111,11 +106,11 @@ def test_score_count(capsys):
     def count(n):  # a loop over the decoder's steps and the keys each step scores
         return sum(1 for _step in range(n + 1) for _key in range(n))
 
-    assert _out(ch07.check_score_count, count, capsys)[0]
+    assert run_check(ch07.check_score_count, count, capsys)[0]
     for wrong in (lambda n: n * n, lambda n: n * (n - 1), lambda n: (n + 1) ** 2):
-        ok, out = _out(ch07.check_score_count, wrong, capsys)
+        ok, out = run_check(ch07.check_score_count, wrong, capsys)
         assert not ok and "Hint" in out
-    ok, out = _out(ch07.check_score_count, lambda n: None, capsys)
+    ok, out = run_check(ch07.check_score_count, lambda n: None, capsys)
     assert not ok and "replace the None" in out
 
 
@@ -163,21 +158,13 @@ def test_parameter_growth(capsys):
         sum(p.numel() for p in s2s.make_seq2seq(vocab, 32, 64, bidirectional=True).parameters())
         for _ in range(2)
     ]
-    assert _out(ch07.check_parameter_growth, sizes[1] - sizes[0], capsys)[0]
-    ok, out = _out(ch07.check_parameter_growth, 4 * 64, capsys)
+    assert run_check(ch07.check_parameter_growth, sizes[1] - sizes[0], capsys)[0]
+    ok, out = run_check(ch07.check_parameter_growth, 4 * 64, capsys)
     assert not ok and "Hint" in out
-    assert _out(ch07.check_parameter_growth, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch07.check_parameter_growth, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 # --- train_seq2seq: on_epoch and schedule_epochs ---------------------------------------------
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_on_epoch_is_called_after_every_epoch_in_training_mode(one_thread):

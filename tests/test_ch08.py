@@ -7,33 +7,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers_for_tests import run_check
+from references import rope_float64, sinusoids_float64
 
 from helpers import positions
 from helpers.ui import ch08
 from helpers.ui.checks import REPLACE_NONE
-
-
-def _out(check, answer, capsys):
-    result = check(answer)
-    return result, capsys.readouterr().out
-
-
-def _sinusoids(T: int, d: int) -> np.ndarray:
-    """The sinusoidal table from its formula, in float64: (T, d)."""
-    P = np.zeros((T, d))
-    for t in range(T):
-        for i in range(d // 2):
-            P[t, 2 * i] = math.sin(t / 10000 ** (2 * i / d))
-            P[t, 2 * i + 1] = math.cos(t / 10000 ** (2 * i / d))
-    return P
-
 
 # --- the table and the models ----------------------------------------------------------------
 
 
 def test_sinusoid_table_matches_the_formula():
     table = positions.sinusoid_table(50, 16).numpy()
-    np.testing.assert_allclose(table, _sinusoids(50, 16), atol=1e-5)
+    np.testing.assert_allclose(table, sinusoids_float64(50, 16), atol=1e-5)
 
 
 def test_reverser_without_positions_cannot_see_order():
@@ -125,7 +111,7 @@ def test_encoding_explorer_draws_the_similarity_of_every_control():
     n = np.arange(40)
     for d in (8, 32):
         box.controls["d"].value = d
-        P = _sinusoids(40, d)
+        P = sinusoids_float64(40, d)
         for i in (0, 3, 9):
             box.controls["i"].value = i
             for m in (0, 17, 39):
@@ -181,16 +167,6 @@ def test_encoding_explorer_every_control_changes_the_state_over_its_whole_range(
     assert not np.allclose(before, box.state["similarity"])
 
 
-def _rotate(x: np.ndarray, pos: int) -> np.ndarray:
-    """RoPE from its definition, in float64: pair (x[2j], x[2j+1]) turned by pos·10000^(-2j/d)."""
-    out = x.copy()
-    for j in range(len(x) // 2):
-        a = pos * 10000 ** (-2 * j / len(x))
-        out[2 * j] = x[2 * j] * math.cos(a) - x[2 * j + 1] * math.sin(a)
-        out[2 * j + 1] = x[2 * j] * math.sin(a) + x[2 * j + 1] * math.cos(a)
-    return out
-
-
 def test_encoding_explorer_rotary_scores_match_rotations_by_hand():
     box = ch08.encoding_explorer(num_positions=30, dims=(8, 32))
     box.controls["encoding"].value = "rotary"
@@ -203,11 +179,13 @@ def test_encoding_explorer_rotary_scores_match_rotations_by_hand():
         for m in (0, 13, 29):
             box.controls["m"].value = m
             s = box.state
-            want = [_rotate(q, m) @ _rotate(k, n) for n in range(30)]
+            want = [rope_float64(q, m) @ rope_float64(k, n) for n in range(30)]
             np.testing.assert_allclose(
                 s["similarity"], np.array(want) / (np.linalg.norm(q) * np.linalg.norm(k)), atol=1e-9
             )
-            want_pair = [_rotate(q, m)[4:6] @ _rotate(k, n)[4:6] for n in range(30)]  # i = 2
+            want_pair = [  # i = 2
+                rope_float64(q, m)[4:6] @ rope_float64(k, n)[4:6] for n in range(30)
+            ]
             norms = np.linalg.norm(q[4:6]) * np.linalg.norm(k[4:6])
             np.testing.assert_allclose(s["term"], np.array(want_pair) / norms, atol=1e-9)
             assert s["encoding"] == "rotary"
@@ -236,40 +214,25 @@ def test_check_slowest_wavelength(capsys):
     omega = np.float64(base) ** (-(d - 2) / d)
     want = 2 * math.pi / omega
     assert want == pytest.approx(2 * math.pi * base ** (126 / 128))
-    assert _out(ch08.check_slowest_wavelength, want, capsys)[0]
-    assert _out(ch08.check_slowest_wavelength, want * 1.004, capsys)[0]
+    assert run_check(ch08.check_slowest_wavelength, want, capsys)[0]
+    assert run_check(ch08.check_slowest_wavelength, want * 1.004, capsys)[0]
     for wrong in (2 * math.pi * 10000 ** (126 / 128),  # the chapter's base
                   2 * math.pi * base, 2 * math.pi * base ** (124 / 128), want / (2 * math.pi)):
-        ok, out = _out(ch08.check_slowest_wavelength, wrong, capsys)
+        ok, out = run_check(ch08.check_slowest_wavelength, wrong, capsys)
         assert not ok and "Hint" in out and str(int(want)) not in out
-    ok, out = _out(ch08.check_slowest_wavelength, "long", capsys)
+    ok, out = run_check(ch08.check_slowest_wavelength, "long", capsys)
     assert not ok and "number" in out
-    assert _out(ch08.check_slowest_wavelength, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch08.check_slowest_wavelength, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_check_sinusoid_dot(capsys):
     want = math.cos(3) + math.cos(3 / 100)  # two frequencies, offset 3
-    P = _sinusoids(9, 4)
+    P = sinusoids_float64(9, 4)
     assert want == pytest.approx(P[5] @ P[8])
-    assert _out(ch08.check_sinusoid_dot, want, capsys)[0]
-    ok, out = _out(ch08.check_sinusoid_dot, math.cos(3), capsys)
+    assert run_check(ch08.check_sinusoid_dot, want, capsys)[0]
+    ok, out = run_check(ch08.check_sinusoid_dot, math.cos(3), capsys)
     assert not ok and "Hint" in out and f"{want:.2f}" not in out
-    assert _out(ch08.check_sinusoid_dot, None, capsys) == (False, REPLACE_NONE + "\n")
-
-
-def _rope_score(q, k, m, n):
-    """RoPE score by hand: rotate each pair (x[2i], x[2i+1]) of q by m·ω_i and of k by n·ω_i."""
-    d = len(q)
-    out = 0.0
-    for i in range(d // 2):
-        w = 10000 ** (-2 * i / d)
-        qa, qb = q[2 * i], q[2 * i + 1]
-        ka, kb = k[2 * i], k[2 * i + 1]
-        cm, sm, cn, sn = math.cos(m * w), math.sin(m * w), math.cos(n * w), math.sin(n * w)
-        qr = (qa * cm - qb * sm, qa * sm + qb * cm)
-        kr = (ka * cn - kb * sn, ka * sn + kb * cn)
-        out += qr[0] * kr[0] + qr[1] * kr[1]
-    return out
+    assert run_check(ch08.check_sinusoid_dot, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_check_rope_angle(capsys):
@@ -278,15 +241,16 @@ def test_check_rope_angle(capsys):
     q, k = [0, 0, 0.3, -1.2, 0, 0, 0, 0], [0, 0, 0.8, 0.5, 0, 0, 0, 0]
     c, s = math.cos(want), math.sin(want)
     turned = (q[2] * c - q[3] * s, q[2] * s + q[3] * c)
-    assert _rope_score(q, k, 12, 5) == pytest.approx(turned[0] * k[2] + turned[1] * k[3])
+    rope_score = rope_float64(np.array(q), 12) @ rope_float64(np.array(k), 5)
+    assert rope_score == pytest.approx(turned[0] * k[2] + turned[1] * k[3])
     for right in (want, -want, want + 2 * math.pi, 2 * math.pi - want, torch.tensor(want)):
-        assert _out(ch08.check_rope_angle, right, capsys)[0]
+        assert run_check(ch08.check_rope_angle, right, capsys)[0]
     for wrong in (12 * 10000 ** (-2 / 8), 5 * 10000 ** (-2 / 8), 7.0, 17 * 10000 ** (-2 / 8)):
-        ok, out = _out(ch08.check_rope_angle, wrong, capsys)
+        ok, out = run_check(ch08.check_rope_angle, wrong, capsys)
         assert not ok and "Hint" in out and "0.7" not in out
-    ok, out = _out(ch08.check_rope_angle, [0.7], capsys)
+    ok, out = run_check(ch08.check_rope_angle, [0.7], capsys)
     assert not ok and "number" in out
-    assert _out(ch08.check_rope_angle, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch08.check_rope_angle, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_check_shift_trace(capsys):
@@ -300,10 +264,10 @@ def test_check_shift_trace(capsys):
     assert np.allclose(P[1:] @ M, P[:-1], atol=1e-8)
     want = float(np.trace(M))
     assert want == pytest.approx(2 * np.cos(omegas).sum(), abs=1e-6)
-    assert _out(ch08.check_shift_trace, want, capsys)[0]
+    assert run_check(ch08.check_shift_trace, want, capsys)[0]
     for wrong in (float(np.cos(omegas).sum()), 16.0, 0.0, float(2 * np.sin(omegas).sum())):
-        ok, out = _out(ch08.check_shift_trace, wrong, capsys)
+        ok, out = run_check(ch08.check_shift_trace, wrong, capsys)
         assert not ok and "Hint" in out and f"{want:.2f}" not in out
-    ok, out = _out(ch08.check_shift_trace, "sixteen", capsys)
+    ok, out = run_check(ch08.check_shift_trace, "sixteen", capsys)
     assert not ok and "number" in out
-    assert _out(ch08.check_shift_trace, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch08.check_shift_trace, None, capsys) == (False, REPLACE_NONE + "\n")

@@ -5,18 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers_for_tests import run_check
 
 from helpers import seq2seq as s2s
 from helpers import transformer
 from helpers.transformer import make_transformer_seq2seq
 from helpers.ui import ch09
 from helpers.ui.checks import REPLACE_NONE
-
-
-def _out(check, answer, capsys):
-    result = check(answer)
-    return result, capsys.readouterr().out
-
 
 # --- collecting the weights ------------------------------------------------------------------
 
@@ -181,25 +176,29 @@ def test_encoder_block_parameters(capsys):
     for d, f, h in ((32, 64, 4), (48, 96, 6), (8, 40, 2)):  # the formula against a real block
         assert formula(d, f, h) == _count_by_building(d, f, h)
     assert formula(32, 64, 4) == 8416
-    assert _out(ch09.check_encoder_block_parameters, formula, capsys)[0]
-    assert _out(ch09.check_encoder_block_parameters,
-                lambda d, f, h: float(formula(d, f, h)), capsys)[0]
+    assert run_check(ch09.check_encoder_block_parameters, formula, capsys)[0]
+    assert run_check(
+        ch09.check_encoder_block_parameters, lambda d, f, h: float(formula(d, f, h)), capsys
+    )[0]
     # the book's number alone, a formula with biases on the projections, one that counts heads
     for wrong in (lambda d, f, h: 8416,
                   lambda d, f, h: formula(d, f, h) + 4 * d,
                   lambda d, f, h: formula(d, f, h) + h,
                   lambda d, f, h: 4 * d * d + 2 * d * f + 4 * d):
-        ok, out = _out(ch09.check_encoder_block_parameters, wrong, capsys)
+        ok, out = run_check(ch09.check_encoder_block_parameters, wrong, capsys)
         assert not ok and "Hint" in out and "8416" not in out and "8,416" not in out
     # building the block cannot answer the sizes the check asks about
-    ok, out = _out(ch09.check_encoder_block_parameters,
-                   lambda d, f, h: 1 / 0 if d > 10_000 else _count_by_building(d, f, h), capsys)
+    ok, out = run_check(
+        ch09.check_encoder_block_parameters,
+        lambda d, f, h: 1 / 0 if d > 10_000 else _count_by_building(d, f, h),
+        capsys,
+    )
     assert not ok and "Not yet" in out
-    ok, out = _out(ch09.check_encoder_block_parameters, lambda d, f, h: "many", capsys)
+    ok, out = run_check(ch09.check_encoder_block_parameters, lambda d, f, h: "many", capsys)
     assert not ok and "number" in out
-    ok, out = _out(ch09.check_encoder_block_parameters, 8416, capsys)
+    ok, out = run_check(ch09.check_encoder_block_parameters, 8416, capsys)
     assert not ok and "function" in out
-    ok, out = _out(ch09.check_encoder_block_parameters, None, capsys)
+    ok, out = run_check(ch09.check_encoder_block_parameters, None, capsys)
     assert not ok and REPLACE_NONE in out
 
 
@@ -209,9 +208,10 @@ def _reference_mask(t_new, t_past):
 
 
 def test_causal_mask(capsys):
-    assert _out(ch09.check_causal_mask, _reference_mask, capsys)[0]
-    assert _out(ch09.check_causal_mask,
-                lambda n, p: torch.ones(n, n + p, dtype=torch.bool).tril(p), capsys)[0]
+    assert run_check(ch09.check_causal_mask, _reference_mask, capsys)[0]
+    assert run_check(
+        ch09.check_causal_mask, lambda n, p: torch.ones(n, n + p, dtype=torch.bool).tril(p), capsys
+    )[0]
     wrong = (
         lambda n, p: torch.ones(n, n + p, dtype=torch.bool).tril(),  # aligned top-left
         lambda n, p: torch.ones(n, n + p, dtype=torch.bool).tril(p - 1),  # cannot see itself
@@ -219,17 +219,17 @@ def test_causal_mask(capsys):
         lambda n, p: torch.ones(n, n + p, dtype=torch.bool),
     )
     for fn in wrong:
-        ok, out = _out(ch09.check_causal_mask, fn, capsys)
+        ok, out = run_check(ch09.check_causal_mask, fn, capsys)
         assert not ok and "Hint" in out
-    ok, out = _out(ch09.check_causal_mask, lambda n, p: None, capsys)
+    ok, out = run_check(ch09.check_causal_mask, lambda n, p: None, capsys)
     assert not ok and "replace the None" in out
-    ok, out = _out(ch09.check_causal_mask, lambda n, p: torch.ones(n, n).tril(), capsys)
+    ok, out = run_check(ch09.check_causal_mask, lambda n, p: torch.ones(n, n).tril(), capsys)
     assert not ok and "shape" in out
-    ok, out = _out(ch09.check_causal_mask, lambda n, p: np.full((n, n + p), 2), capsys)
+    ok, out = run_check(ch09.check_causal_mask, lambda n, p: np.full((n, n + p), 2), capsys)
     assert not ok and "True/False" in out
-    ok, out = _out(ch09.check_causal_mask, lambda T: torch.ones(T, T), capsys)
+    ok, out = run_check(ch09.check_causal_mask, lambda T: torch.ones(T, T), capsys)
     assert not ok and "Not yet" in out  # a one-argument function
-    ok, out = _out(ch09.check_causal_mask, None, capsys)
+    ok, out = run_check(ch09.check_causal_mask, None, capsys)
     assert not ok and REPLACE_NONE in out
 
 
@@ -256,17 +256,18 @@ def test_find_the_bug(capsys):
     capsys.readouterr()
     assert right == {"A": "scale", "B": "residual", "C": "mask", "D": "mask", "E": "none",
                      "F": "scale"}
-    assert _out(ch09.check_find_the_bug, right, capsys)[0]
+    assert run_check(ch09.check_find_the_bug, right, capsys)[0]
     for key, bug in (("A", "mask"), ("E", "scale"), ("D", "none")):
-        ok, out = _out(ch09.check_find_the_bug, {**right, key: bug}, capsys)
+        ok, out = run_check(ch09.check_find_the_bug, {**right, key: bug}, capsys)
         assert not ok and "Hint" in out and " of 6" not in out and "5 of" not in out
-    ok, out = _out(ch09.check_find_the_bug, {**right, "A": "typo"}, capsys)
+    ok, out = run_check(ch09.check_find_the_bug, {**right, "A": "typo"}, capsys)
     assert not ok and "one of" in out
-    ok, out = _out(ch09.check_find_the_bug, {k: v for k, v in right.items() if k != "F"}, capsys)
+    without_f = {k: v for k, v in right.items() if k != "F"}
+    ok, out = run_check(ch09.check_find_the_bug, without_f, capsys)
     assert not ok and "keys" in out
-    ok, out = _out(ch09.check_find_the_bug, list(right.values()), capsys)
+    ok, out = run_check(ch09.check_find_the_bug, list(right.values()), capsys)
     assert not ok and "dict" in out
-    ok, out = _out(ch09.check_find_the_bug, None, capsys)
+    ok, out = run_check(ch09.check_find_the_bug, None, capsys)
     assert not ok and REPLACE_NONE in out
 
 

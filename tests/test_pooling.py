@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from references import gaussian_nw_float64_chunked, nw_float64, nw_weights_float64
+from references import (
+    gaussian_nw_float64_chunked,
+    loo_mse_float64,
+    loo_predictions_float64,
+    nw_float64,
+    nw_weights_float64,
+)
 
 from helpers import pooling as P
 
@@ -348,24 +354,13 @@ def test_leave_one_out_hand_worked():
         P.leave_one_out(torch.ones(3), torch.ones(2))
 
 
-def reference_loo_mse(x, y, kernel: str, h: float) -> float:
-    """Float64 loop: predict each y_i from the other points with `reference_nw`, average."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    errors = []
-    for i in range(len(x)):
-        others = np.arange(len(x)) != i
-        y_hat = nw_float64(x[i : i + 1], x[others], y[others], kernel, h)[0]
-        errors.append((y_hat - y[i]) ** 2)
-    return float(np.mean(errors))
-
-
 @pytest.mark.parametrize("kernel", KERNEL_NAMES)
 @pytest.mark.parametrize("h", [0.004, 0.3, 2.0])  # 0.004: some points have no other key in reach
 def test_leave_one_out_mse_matches_float64_loop(small, kernel, h):
     _, k, v = small
     got = P.leave_one_out_mse(k, v, h, kernel)
     assert got.shape == ()
-    assert float(got) == pytest.approx(reference_loo_mse(k, v, kernel, h), rel=1e-5, abs=1e-7)
+    assert float(got) == pytest.approx(loo_mse_float64(k, v, kernel, h), rel=1e-5, abs=1e-7)
 
 
 def test_leave_one_out_mse_hand_worked_and_batched(small):
@@ -382,7 +377,7 @@ def test_leave_one_out_mse_hand_worked_and_batched(small):
     batched = P.leave_one_out_mse(k, v, hs)  # (3,)
     assert batched.shape == (3,)
     for h, got in zip(hs.tolist(), batched.tolist()):
-        assert got == pytest.approx(reference_loo_mse(k, v, "gaussian", h), rel=1e-5)
+        assert got == pytest.approx(loo_mse_float64(k, v, "gaussian", h), rel=1e-5)
     k0, v0 = k.clone(), v.clone()
     P.leave_one_out_mse(k, v, hs, "boxcar")
     assert torch.equal(k, k0) and torch.equal(v, v0)
@@ -428,20 +423,12 @@ def test_nw_module_gradient_matches_finite_difference(small):
     loss.backward()
 
     def f(w):
-        return ((reference_nw_loo(k, v, w) - v.numpy()) ** 2).sum() / 2
+        y_hat = loo_predictions_float64(k.numpy(), v.numpy(), "gaussian", 1 / w)
+        return ((y_hat - v.numpy()) ** 2).sum() / 2
 
     eps = 1e-6
     fd = (f(1.3 + eps) - f(1.3 - eps)) / (2 * eps)
     assert model.w.grad.item() == pytest.approx(fd, rel=1e-6)
-
-
-def reference_nw_loo(k, v, w) -> np.ndarray:
-    k, v = k.numpy(), v.numpy()
-    out = []
-    for i in range(len(k)):
-        mask = np.arange(len(k)) != i
-        out.append(nw_float64(k[i : i + 1], k[mask], v[mask], "gaussian", 1 / w)[0])
-    return np.array(out)
 
 
 def test_nw_module_default_init_and_bad_shapes():

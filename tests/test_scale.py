@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from references import masked_attention_float64
+from references import linear_attention_loop, masked_attention_float64
 
 from helpers.scale import (
     causal_linear_attention_rnn,
@@ -102,31 +102,17 @@ def test_local_attention_rejects_bad_window_and_cross_attention():
         local_attention(q2, k2, v2, 2)
 
 
-def _linear_reference(q, k, v, phi, causal):
-    """float64 loops: out_i = Σ_j φ(q_i)·φ(k_j) v_j / Σ_j φ(q_i)·φ(k_j)."""
-    B, H, n, _ = q.shape
-    out = torch.zeros(B, H, n, v.shape[-1], dtype=torch.float64)
-    fq, fk = phi(q.double()), phi(k.double())
-    for b in range(B):
-        for h in range(H):
-            for i in range(n):
-                top = i + 1 if causal else k.shape[2]
-                w = torch.stack([fq[b, h, i] @ fk[b, h, j] for j in range(top)])
-                out[b, h, i] = (w[:, None] * v[b, h, :top].double()).sum(0) / w.sum()
-    return out
-
-
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_linear_attention_equals_the_direct_formula(is_causal):
     q, k, v = _qkv(9, 9, d=4, d_v=3, B=1, H=2)
-    want = _linear_reference(q, k, v, elu_feature_map, is_causal)
+    want = linear_attention_loop(q, k, v, elu_feature_map, is_causal)
     torch.testing.assert_close(linear_attention(q, k, v, is_causal=is_causal), want)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 4, 9, 100])
 def test_chunked_causal_linear_attention_equals_the_direct_formula(chunk_size):
     q, k, v = _qkv(9, 9, d=4, d_v=3, B=1, H=2)
-    want = _linear_reference(q, k, v, elu_feature_map, True)
+    want = linear_attention_loop(q, k, v, elu_feature_map, True)
     got = linear_attention(q, k, v, is_causal=True, chunk_size=chunk_size)
     torch.testing.assert_close(got, want)
     with pytest.raises(ValueError, match="at least 1"):
@@ -164,7 +150,7 @@ def test_causal_linear_attention_as_an_rnn_equals_the_prefix_sum_form():
         linear_attention(q, k, v, phi, is_causal=True),
     )
     torch.testing.assert_close(
-        causal_linear_attention_rnn(q, k, v), _linear_reference(q, k, v, elu_feature_map, True)
+        causal_linear_attention_rnn(q, k, v), linear_attention_loop(q, k, v, elu_feature_map, True)
     )
 
 

@@ -159,15 +159,6 @@ def test_decoder_input_is_shifted_targets():
     assert s2s.decoder_input(tgt).tolist() == [[BOS, 5, 6], [BOS, 7, EOS]]
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny sequential models train fastest, and most predictably, on one CPU thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_short_training_run_learns_a_tiny_reversal(one_thread):
     torch.manual_seed(0)
     train = s2s.make_seq_task(800, 2, 5, num_symbols=5, seed=0)
