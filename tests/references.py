@@ -155,3 +155,26 @@ def rope_float64(x: np.ndarray, pos: int) -> np.ndarray:
         out[2 * j] = x[2 * j] * math.cos(a) - x[2 * j + 1] * math.sin(a)
         out[2 * j + 1] = x[2 * j] * math.sin(a) + x[2 * j + 1] * math.cos(a)
     return out
+
+
+def gqa_loop_float64(q, k, v, allowed):
+    """float64, one query head at a time: head i reads key/value head i // (h / g)."""
+    B, h, n_q, p = q.shape
+    g = k.shape[1]
+    out = torch.zeros(B, h, n_q, p, dtype=torch.float64)
+    for b in range(B):
+        for i in range(h):
+            j = i // (h // g)
+            s = q[b, i].double() @ k[b, j].double().T / math.sqrt(p)  # (n_q, n_k)
+            s = s.masked_fill(~allowed, -math.inf)
+            out[b, i] = torch.softmax(s, -1) @ v[b, j].double()
+    return out
+
+
+def sliding_window_mask_by_definition(num_queries, num_keys, window, num_sinks):
+    """The last num_queries positions' rows: key j visible to the query at p when j <= p and
+    (p - j < window or j < num_sinks), entry by entry."""
+    rows = []
+    for p in range(num_keys - num_queries, num_keys):
+        rows.append([j <= p and (p - j < window or j < num_sinks) for j in range(num_keys)])
+    return torch.tensor(rows)

@@ -168,7 +168,7 @@ def test_demos_build(name):
 @pytest.mark.parametrize(
     "check,right,wrong",
     [
-        (ch14.check_visible_count, 6, 4),
+        (ch14.check_visible_count, 528_992_250, 528_484_352),  # counted in the test below
         (ch14.check_kv_heads_for_budget, 10, 12),  # 0.625 GiB per K/V head; 10 divides 40
         (ch14.check_decode_tokens_per_second, 2e12 / 14e9, 2e12 / 7e9),
     ],
@@ -243,3 +243,22 @@ def test_the_scripts_first_steps_reproduce_the_stored_uptraining_curves():
         losses = llm.uptrain(model, ids, n, u["batch_size"], u["lr"], u["seed"])
         assert losses == pytest.approx(meta["losses"][kv][:n], rel=2e-3)
         assert meta["losses"][kv][-1] < meta["losses"][kv][0]  # and the stored curve fell
+
+
+def test_visible_count_check_against_masks_and_a_loop(capsys):
+    def count(n, window, sinks):  # the definition: j <= p and (p - j < window or j < sinks)
+        return sum(1 for p in range(n) for j in range(p + 1) if p - j < window or j < sinks)
+
+    for n, window, sinks in ((12, 4, 2), (30, 7, 3), (9, 9, 0)):
+        assert int(llm.sliding_window_mask(n, n, window, sinks).sum()) == count(n, window, sinks)
+        assert ch14.check_visible_count(count(n, window, sinks), n, window, sinks) is True
+    n, window, sinks = 131_072, 4096, 4
+    head = window * (window + 1) // 2  # queries 0..window-1 see every earlier key
+    tail = (n - window) * window + sum(min(sinks, p - window + 1) for p in range(window, n))
+    assert ch14.check_visible_count(head + tail) is True
+    capsys.readouterr()
+    wrongs = ((n * (n + 1) // 2, "no window"), (head + (n - window) * window, "alone"),
+              (head + (n - window) * (window + sinks), "twice"), (head + tail + 1, "row"))
+    for wrong, words in wrongs:
+        assert ch14.check_visible_count(wrong) is False
+        assert words in capsys.readouterr().out

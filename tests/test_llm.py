@@ -10,31 +10,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from references import gqa_loop_float64
+from references import sliding_window_mask_by_definition as mask_by_definition
 
 from helpers import llm
 from helpers.attention import MultiHeadAttention
 from helpers.transformer import TinyGPT, kv_cache_nbytes
-
-
-def gqa_loop_float64(q, k, v, allowed):
-    """float64, one query head at a time: head i reads key/value head i // (h / g)."""
-    B, h, n_q, p = q.shape
-    g = k.shape[1]
-    out = torch.zeros(B, h, n_q, p, dtype=torch.float64)
-    for b in range(B):
-        for i in range(h):
-            j = i // (h // g)
-            s = q[b, i].double() @ k[b, j].double().T / math.sqrt(p)  # (n_q, n_k)
-            s = s.masked_fill(~allowed, -math.inf)
-            out[b, i] = torch.softmax(s, -1) @ v[b, j].double()
-    return out
-
-
-def mask_by_definition(num_queries, num_keys, window, num_sinks):
-    rows = []
-    for p in range(num_keys - num_queries, num_keys):
-        rows.append([j <= p and (p - j < window or j < num_sinks) for j in range(num_keys)])
-    return torch.tensor(rows)
 
 
 @pytest.mark.parametrize("num_kv_heads", [8, 4, 2, 1])

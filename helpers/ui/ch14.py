@@ -247,18 +247,26 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {
 
 
 @self_check
-def check_visible_count(answer: Any, query: int = 9, window: int = 4, num_sinks: int = 2) -> bool:
-    """Exercise 1 (predict): how many keys the query at position `query` sees with this window
-    and these sinks (prefill, causal)."""
-    got = as_number(answer)
-    want = min(query + 1, window + min(num_sinks, max(0, query + 1 - window)))
-    hint = (f"list them: the last {window} positions up to and including the query itself, "
-            f"then the first {num_sinks} positions if they are not already among them.")
-    if got == window:
-        hint = "the window is only part of it: the sink positions stay visible too."
-    elif got == window + num_sinks - 1 or got == window - 1:
-        hint = "does the window count the query's own position? (p - j < window, with j = p)"
-    return check(got == want, hint, "Correct: a constant number, however long the text grows.")
+def check_visible_count(answer: Any, n: int = 131_072, window: int = 4096,
+                        num_sinks: int = 4) -> bool:
+    """Exercise 1: how many (query, key) pairs a prefill of `n` tokens may attend with this window
+    and these sinks (causal): the number of True entries of the (n, n) mask, which at this size
+    is too large to build (17 GB of booleans)."""
+    got = as_number(answer, "your count")
+    full = n * (n + 1) // 2
+    window_only = sum(min(p + 1, window) for p in range(n))
+    want = window_only + sum(min(num_sinks, max(0, p - window + 1)) for p in range(n))
+    hint = ("count row by row: the query at position p sees min(p + 1, window) keys of the "
+            "window, plus the sink positions that have already left the window.")
+    if got == full:
+        hint = "that is the causal mask with no window: most old keys are hidden."
+    elif got == window_only:
+        hint = "the window alone: the sink positions stay visible to the late queries too."
+    elif got == window_only + num_sinks * max(0, n - window):
+        hint = ("close: for the first queries past the window, some sinks are still inside the "
+                "window and must not be counted twice.")
+    return check(got == want, hint,
+                 "Correct: about window + sinks per query, so the work grows like n, not n².")
 
 
 @self_check
