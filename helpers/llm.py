@@ -499,8 +499,13 @@ def document_mask_mod(doc_ids: torch.Tensor):
     if not isinstance(doc_ids, torch.Tensor) or doc_ids.dim() != 1:
         raise ValueError(f"doc_ids must be a 1-D tensor, got {getattr(doc_ids, 'shape', doc_ids)}")
 
+    last = doc_ids.numel() - 1
+
     def mask_mod(b, h, q_idx, kv_idx):
-        return (q_idx >= kv_idx) & (doc_ids[q_idx] == doc_ids[kv_idx])
+        # Some PyTorch versions also ask about positions past the end, padded up to a block
+        # size (and dropped afterwards): clamp them so that the lookup stays in bounds.
+        q_doc, k_doc = doc_ids[q_idx.clamp(max=last)], doc_ids[kv_idx.clamp(max=last)]
+        return (q_idx >= kv_idx) & (q_doc == k_doc)
 
     return mask_mod
 
