@@ -10,6 +10,7 @@ import torch
 
 from helpers import vision
 from helpers.ui import ch13
+from helpers.ui.checks import REPLACE_NONE
 from helpers.vision import ViT
 
 
@@ -183,7 +184,6 @@ def test_draw_maps_shares_one_scale_between_attention_and_rollout():
 @pytest.mark.parametrize(
     "check,right,wrong",
     [
-        (ch13.check_blank_patch, 0.0, 0.1),
         (ch13.check_retrieval_weight,
          float(torch.softmax(torch.tensor([0.9, 0.8, 0.3, 0.1], dtype=torch.float64) / 0.05,
                              0)[0]),
@@ -230,6 +230,46 @@ def test_quiet_patches_check(capsys):
     assert "hint" in capsys.readouterr().out.lower()
     assert not ch13.check_quiet_patches(None, maps)
     assert "Replace None" in capsys.readouterr().out
+
+
+def _prediction_maps():
+    # 20 images x 16 patches: a fixed pattern of blank patches (score exactly 0, as blanking changes
+    # nothing) and inked patches with scores of every size, some below the 1e-3 threshold
+    gen = torch.Generator().manual_seed(1)
+    ink = torch.rand(20, 16, generator=gen) * (torch.rand(20, 16, generator=gen) > 0.3)
+    occ = torch.where(torch.rand(20, 16, generator=gen) < 0.45,
+                      (torch.rand(20, 16, generator=gen) - 0.5) * 1.8e-3,
+                      (torch.rand(20, 16, generator=gen) - 0.3) * 0.4)
+    occ = torch.where(ink == 0, torch.zeros_like(occ), occ)
+    return vision.ImportanceMaps(occlusion_raw=occ, ink=ink)
+
+
+def test_quiet_prediction_check(capsys):
+    maps = _prediction_maps()
+    occ, ink = maps["occlusion_raw"], maps["ink"]
+    inked = [(i, p) for i in range(20) for p in range(16) if ink[i, p] > 0]
+    want = sum(abs(float(occ[i, p])) < 1e-3 for i, p in inked) / len(inked)  # counted directly
+    zero = sum(abs(float(v)) < 1e-3 for v in occ.flatten()) / occ.numel()  # the printed shares
+    blank = sum(float(v) == 0 for v in ink.flatten()) / ink.numel()
+    assert 0.2 < want < 0.8 and 0.2 < blank < 0.4  # a pattern where the wrong answers differ
+    assert ch13.check_quiet_prediction(want, maps) is True
+    assert "Correct" in capsys.readouterr().out
+    # what a reader computes from the two shares as printed, to 2 decimals, is accepted
+    rounded = (round(zero, 2) - round(blank, 2)) / (1 - round(blank, 2))
+    assert ch13.check_quiet_prediction(rounded, maps) is True
+    capsys.readouterr()
+    wrongs = ((zero, "blank ones too"), (zero - blank, "share of all the patches"),
+              (zero / (1 - blank), "still holds the blank"), (0.95, "whatever the model"))
+    for wrong, words in wrongs:
+        assert abs(wrong - want) > 0.05
+        assert ch13.check_quiet_prediction(wrong, maps) is False
+        out = capsys.readouterr().out
+        assert words in out and "hint" in out.lower()
+        assert f"{want:.2f}" not in out and f"{want:.3f}" not in out
+    assert ch13.check_quiet_prediction(None, maps) is False
+    assert capsys.readouterr().out.strip() == REPLACE_NONE
+    # the measuring check agrees with the prediction's answer on the same maps
+    assert ch13.check_quiet_patches(want, maps) is True
 
 
 def _rollout_2x2(r=0.5):

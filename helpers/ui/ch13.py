@@ -26,8 +26,8 @@ from helpers.vision import (
 
 __all__ = [
     "EXPLORER_DEMOS",
-    "check_blank_patch",
     "check_quiet_patches",
+    "check_quiet_prediction",
     "check_retrieval_weight",
     "check_rollout",
     "check_vit_scores",
@@ -164,17 +164,6 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"importance": _demo_imp
 # ---------------------------------------------------------------------------------------------
 
 
-@self_check
-def check_blank_patch(answer: Any) -> bool:
-    """Exercise 1 (predict): the occlusion importance of a patch that holds no ink at all."""
-    got = as_number(answer)
-    return check(abs(got) <= 1e-6,
-                 "apply occlusion's definition (13.6) to this patch step by step: what does "
-                 "blanking write into its pixels, and what do they hold before?",
-                 "Correct: blanking changes nothing, so the model's output cannot change. "
-                 "Occlusion can only see what is there to remove.")
-
-
 QUIET = 1e-3  # an occlusion score smaller than this in size counts as "no change"
 
 
@@ -185,17 +174,64 @@ def _quiet_share(occlusion_raw: torch.Tensor, ink: torch.Tensor) -> tuple[float,
     return ((quiet & inked).sum() / inked.sum()).item(), quiet.double().mean().item()
 
 
+def _shares_printed(occlusion_raw: torch.Tensor, ink: torch.Tensor) -> tuple[float, float]:
+    """The two shares 13.6 prints: (patch scores that count as 0, patches with no ink)."""
+    return ((occlusion_raw.abs() < QUIET).double().mean().item(),
+            (ink == 0).double().mean().item())
+
+
+def _shipped_maps() -> ImportanceMaps:
+    """The shipped patch-2 ViT's importance maps of the test digits."""
+    from helpers.vision import digits_split, load_checkpoint
+
+    data = digits_split()
+    return importance_maps(load_checkpoint("ch13_vit_p2.pt")[0], data.x_test, data.y_test)
+
+
+PREDICTION_TOLERANCE = 0.015  # covers the two shares' rounding to 2 decimals
+
+
+@self_check
+def check_quiet_prediction(answer: Any, maps: ImportanceMaps | None = None) -> bool:
+    """Exercise 1(a) (predict): from the two shares 13.6 prints (scores that count as 0, blank
+    patches), the share of the inked patches whose |occlusion| < QUIET. A blank patch is unchanged
+    by blanking, so every one of them counts as 0: the inked share is (zero - blank) / (1 - blank).
+    `maps` defaults to the shipped patch-2 ViT's maps of the test digits."""
+    got = as_number(answer)
+    if maps is None:
+        maps = _shipped_maps()
+    zero, blank = _shares_printed(maps["occlusion_raw"], maps["ink"])
+    want = (zero - blank) / (1 - blank)
+
+    def close(value: float) -> bool:
+        return abs(got - value) <= PREDICTION_TOLERANCE
+
+    hint = ("which patches count as 0 whatever the model has learned? Take them out of the count, "
+            "and out of the total.")
+    if not close(want):
+        if close(zero):
+            hint = ("that share counts every patch, the blank ones too. What score does a patch "
+                    "with no ink get, and how many of the 0s are theirs?")
+        elif close(zero - blank):
+            hint = ("that is a share of all the patches; the question asks for a share of the "
+                    "inked ones.")
+        elif close(zero / (1 - blank)):
+            hint = ("you divided by the inked patches' share, but the count you divided still "
+                    "holds the blank patches.")
+    return check(close(want), hint,
+                 "Correct: blanking a patch with no ink writes 0s over 0s, so the model's output "
+                 "cannot change and every blank patch counts as 0 by construction. The rest of "
+                 "the 0s are inked patches. Now measure it in the next cell.")
+
+
 @self_check
 def check_quiet_patches(answer: Any, maps: ImportanceMaps | None = None) -> bool:
-    """Exercise 1 (run): among the patches that hold ink, the share whose blanking moves the
+    """Exercise 1(b) (run): among the patches that hold ink, the share whose blanking moves the
     probability of the true class by less than QUIET (maps["occlusion_raw"]). `maps` defaults to
     the shipped patch-2 ViT's maps of the test digits."""
     got = as_number(answer)
     if maps is None:
-        from helpers.vision import digits_split, load_checkpoint
-
-        data = digits_split()
-        maps = importance_maps(load_checkpoint("ch13_vit_p2.pt")[0], data.x_test, data.y_test)
+        maps = _shipped_maps()
     want, over_all = _quiet_share(maps["occlusion_raw"], maps["ink"])
     hint = ("among the (image, patch) pairs with maps['ink'] > 0, count those with "
             "|maps['occlusion_raw']| < 1e-3 and divide by the number of inked pairs.")
