@@ -90,17 +90,41 @@ def test_demo_builds():
 # --- the self-checks -------------------------------------------------------------------------
 
 
-def test_notes_weights(capsys):
-    want = _weights_by_hand("take notes", 1.5)
-    assert run_check(ch00.check_notes_weights, want, capsys)[0]
-    assert run_check(ch00.check_notes_weights, [round(w, 4) for w in want], capsys)[0]
-    assert run_check(ch00.check_notes_weights, torch.tensor(want), capsys)[0]
-    for wrong in (_weights_by_hand("take notes", 0.0), [0.2] * 5, [0, 0, 3, 0, 1.5]):
-        ok, out = run_check(ch00.check_notes_weights, wrong, capsys)
-        assert not ok and "Hint" in out and f"{want[2]:.3f}" not in out
-    ok, out = run_check(ch00.check_notes_weights, want[:4], capsys)
+def _letter_weights_by_hand(q):
+    """Softmax over the five objects for a query q (five numbers), written out."""
+    scores = [sum(a * b for a, b in zip(q, [*k, o])) for k, o in zip(_KEYS, _STANDS_OUT)]
+    e = [math.exp(a) for a in scores]
+    return [v / sum(e) for v in e]
+
+
+def test_letter_weights(capsys):
+    # write a letter: blank pages 2, hot drink 1; s = 1.5. Scores 0, 0, 2, 0, 1 + 1.5.
+    e2, e25 = math.exp(2.0), math.exp(2.5)
+    z = 3 + e2 + e25
+    want = [1 / z, 1 / z, e2 / z, 1 / z, e25 / z]
+    assert want == pytest.approx(_letter_weights_by_hand([0, 0, 2, 1, 1.5]))
+    assert ch00.LETTER_INTENTION == (0, 0, 2, 1) and ch00.LETTER_SALIENCY == 1.5
+    assert max(range(5), key=want.__getitem__) == 4  # the cup wins, as the praise says
+    assert run_check(ch00.check_letter_weights, want, capsys)[0]
+    assert run_check(ch00.check_letter_weights, [round(w, 4) for w in want], capsys)[0]
+    assert run_check(ch00.check_letter_weights, torch.tensor(want), capsys)[0]
+    # the named intentions pasted from desk_scene_weights, the saliency or the drink forgotten
+    wrongs = [
+        _weights_by_hand("take notes", 1.5),
+        _weights_by_hand("drink coffee", 1.5),
+        _letter_weights_by_hand([0, 0, 2, 1, 0]),
+        _letter_weights_by_hand([0, 0, 2, 0, 1.5]),
+        _letter_weights_by_hand([0, 0, 1, 2, 1.5]),
+        [0.2] * 5,
+    ]
+    for wrong in wrongs:
+        ok, out = run_check(ch00.check_letter_weights, wrong, capsys)
+        assert not ok and "Hint" in out and "dot product" in out and f"{want[4]:.3f}" not in out
+    ok, out = run_check(ch00.check_letter_weights, [0, 0, 2, 0, 2.5], capsys)  # the scores
+    assert not ok and "add up to 1" in out
+    ok, out = run_check(ch00.check_letter_weights, want[:4], capsys)
     assert not ok and "shape" in out
-    assert run_check(ch00.check_notes_weights, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch00.check_letter_weights, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def _cup_share(n_papers, s):
@@ -158,3 +182,22 @@ def test_soft_lookup(capsys):
 def test_lookup_database():
     assert torch.equal(cues.LOOKUP_KEYS, torch.eye(4))
     assert cues.LOOKUP_VALUES.tolist() == [10, 20, 30, 40]
+
+
+def test_three_cups_share(capsys):
+    # seven objects: four papers score 0, three identical red cups score s = 2
+    e = math.exp(2.0)
+    want = 3 * e / (4 + 3 * e)
+    lone = _weights_by_hand("nothing in particular", 2.0)[4]  # the one-cup desk of section 0.6
+    assert want > lone and want / 3 < lone  # together more, each less, as the praise says
+    assert ch00.THREE_CUPS_SALIENCY == 2.0
+    assert run_check(ch00.check_three_cups_share, want, capsys)[0]
+    assert run_check(ch00.check_three_cups_share, round(want, 3), capsys)[0]
+    assert run_check(ch00.check_three_cups_share, torch.tensor(want), capsys)[0]
+    # the lone cup; one cup of the three; three lone cups' shares added; the six-object desk
+    for wrong in (lone, want / 3, 3 * lone - 1, 2 * e / (4 + 2 * e), 3 / 7, 0.5):
+        ok, out = run_check(ch00.check_three_cups_share, wrong, capsys)
+        assert not ok and "Hint" in out and f"{want:.3f}" not in out
+    ok, out = run_check(ch00.check_three_cups_share, [want, want], capsys)
+    assert not ok and "number" in out
+    assert run_check(ch00.check_three_cups_share, None, capsys) == (False, REPLACE_NONE + "\n")

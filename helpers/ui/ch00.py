@@ -15,17 +15,28 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
-from helpers.cues import DESK_INTENTIONS, DESK_OBJECTS, LOOKUP_KEYS, desk_query, desk_scene_weights
+from helpers.cues import (
+    DESK_INTENTIONS,
+    DESK_KEYS,
+    DESK_OBJECTS,
+    LOOKUP_KEYS,
+    desk_query,
+    desk_scene_weights,
+)
 from helpers.plotting import freeze_background
-from helpers.ui.checks import ReaderError, as_tensor, check, matches, self_check
+from helpers.ui.checks import ReaderError, as_number, as_tensor, check, matches, self_check
 from helpers.ui.explorer import EXPLORER_DPI, build_explorer
 
 __all__ = [
     "CROWDED_DESKS",
     "EXPLORER_DEMOS",
+    "LETTER_INTENTION",
+    "LETTER_SALIENCY",
+    "THREE_CUPS_SALIENCY",
     "check_crowded_desk_saliency",
-    "check_notes_weights",
+    "check_letter_weights",
     "check_soft_lookup",
+    "check_three_cups_share",
     "desk_scene_explorer",
 ]
 
@@ -115,16 +126,34 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"desk scene": desk_scen
 # ---------------------------------------------------------------------------------------------
 
 
+# Exercise 1: the intention "write a letter" (blank pages 2, hot drink 1), not in DESK_INTENTIONS.
+LETTER_INTENTION = (0.0, 0.0, 2.0, 1.0)
+LETTER_SALIENCY = 1.5
+
+
 @self_check
-def check_notes_weights(weights: Any) -> bool:
-    """Exercise 1: the five weights for "take notes" at saliency strength 1.5, by hand."""
-    want = desk_scene_weights("take notes", 1.5)  # (5,)
+def check_letter_weights(weights: Any) -> bool:
+    """Exercise 1: the five weights for "write a letter" at saliency strength 1.5, by hand."""
+    query = torch.tensor([*LETTER_INTENTION, LETTER_SALIENCY])  # (5,), written out
+    want = torch.softmax(DESK_KEYS @ query, dim=0)  # (5, 5) @ (5,) -> (5,)
+    if not matches(weights, want, atol=1e-3, name="your weights"):
+        got = as_tensor(weights, "your weights")  # (5,), the shape matched
+        if (got < 0).any() or abs(got.sum().item() - 1) > 1e-3:
+            hint = (
+                "weights are non-negative and add up to 1: divide each exp by the sum of all five."
+            )
+        else:
+            hint = (
+                "the query has five entries: the four of the intention (printed text, long read, "
+                "blank pages, hot drink), then the saliency strength. An object's score is the "
+                "dot product of the query with its key: the cup's key has two 1s."
+            )
+        return check(False, hint)
     return check(
-        matches(weights, want, atol=1e-3, name="your weights"),
-        "five weights in the order of DESK_OBJECTS. Build the query (the intention's four "
-        "numbers, then the strength), take its dot product with each key, then softmax: "
-        "exp(score) divided by the sum of all five exps.",
-        "Correct! The notebook still wins, but the cup's pull takes a visible share.",
+        True,
+        "",
+        "Correct! The cup wins although blank pages matter twice as much as the drink: its score "
+        "adds the drink's 1 to the saliency's 1.5 and overtakes the notebook's 2.",
     )
 
 
@@ -168,4 +197,23 @@ def check_soft_lookup(query: Any) -> bool:
         "by enough that its exp is at least 9 times their exps together. Scale the query up.",
         "Correct! The larger the gap between the matching score and the others, the closer a "
         "soft match comes to an exact lookup.",
+    )
+
+
+# Exercise 4: the desk with two more red cups, no intention, saliency strength 2.
+THREE_CUPS_SALIENCY = 2.0
+
+
+@self_check
+def check_three_cups_share(share: Any) -> bool:
+    """Exercise 4: the weight of three identical red cups together among four papers, at s = 2."""
+    got = as_number(share, "your share")
+    e = math.exp(THREE_CUPS_SALIENCY)  # each cup's exp; each paper scores 0, exp 1
+    want = 3 * e / (3 * e + 4)
+    return check(
+        abs(got - want) <= 1e-3,
+        "with no intention every paper scores 0 and every red cup scores s. The softmax now runs "
+        "over seven objects: add the three cups' weights, each its exp over the sum of all seven.",
+        "Correct! Together the cups take more than the lone cup did, each one less: with keys "
+        "that describe each object alone, more red on the desk draws more attention.",
     )
