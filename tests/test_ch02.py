@@ -14,6 +14,7 @@ import torch
 from references import loo_mse_float64, nw_weights_float64
 
 from helpers.ui import ch02
+from helpers.ui.checks import REPLACE_NONE
 
 
 def test_explorer_follows_every_control(regression_data):
@@ -88,23 +89,60 @@ def test_explorer_demos_build():
 
 def test_check_nw_by_hand(capsys):
     e = [math.exp(-2.0), math.exp(-0.5), math.exp(-0.5)]  # scores -(2 - 0)^2/2, ... by hand
-    right = (1 * e[0] + 2 * e[1] + 4 * e[2]) / sum(e)
-    assert ch02.check_nw_by_hand(right)
-    assert ch02.check_nw_by_hand(round(right, 3))  # three decimals, as the exercise says
+    total = sum(e)
+    right = (1 * e[0] + 2 * e[1] + 4 * e[2]) / total
+    assert ch02.BY_HAND_KEYS == (0, 1, 3) and ch02.BY_HAND_VALUES == (1, 2, 4)
+    assert ch02.BY_HAND_QUERY == 2
+    assert ch02.check_nw_by_hand([total, right])
+    assert ch02.check_nw_by_hand([round(total, 3), round(right, 3)])  # three decimals
+    assert ch02.check_nw_by_hand(torch.tensor([total, right]))
     capsys.readouterr()
-    assert not ch02.check_nw_by_hand(2.0)
-    out = capsys.readouterr().out
-    assert "Hint" in out and f"{right:.3f}" not in out
+    e_no_half = [math.exp(-4.0), math.exp(-1.0), math.exp(-1.0)]  # the 1/2 forgotten
+    wrongs = (
+        [total, 2.0],
+        [sum(e_no_half), (1 * e_no_half[0] + 6 * e_no_half[1]) / sum(e_no_half)],
+        [3.0, right],  # three weights' sum, not the exps'
+        [total, 7 / 3],  # the plain mean of the values
+        [right, total],  # swapped
+    )
+    for wrong in wrongs:
+        assert not ch02.check_nw_by_hand(wrong)
+        out = capsys.readouterr().out
+        assert "Hint" in out and f"{right:.3f}" not in out and f"{total:.3f}" not in out
+    assert not ch02.check_nw_by_hand([total, 2.0])
+    assert "your sum is right" in capsys.readouterr().out
+    assert not ch02.check_nw_by_hand(right)
+    assert "two numbers" in capsys.readouterr().out
+    assert not ch02.check_nw_by_hand(None)
+    assert capsys.readouterr().out == REPLACE_NONE + "\n"
 
 
 def test_check_far_query(regression_data, capsys):
-    right = float(regression_data.y_train[-1])  # all weight on the last key
+    x = regression_data.x_train.double().numpy()
+    assert np.all(np.diff(x) > 0)  # sorted: the nearest key to each side is the first or the last
+
+    def scores(q):  # -(q - x_i)^2 / 2, in float64, shifted by the largest
+        s = -((q - x) ** 2) / 2
+        return s - s.max()
+
+    right = [int(np.argmax(scores(1000.0))), int(np.argmax(scores(-1000.0)))]
+    assert right == [49, 0]
+    # the praise: near one-hot at 1000, shared between the two smallest keys at -1000
+    w_pos, w_neg = np.exp(scores(1000.0)), np.exp(scores(-1000.0))
+    assert w_pos.max() / w_pos.sum() > 0.999 and w_neg.max() / w_neg.sum() < 0.95
     assert ch02.check_far_query(right)
-    assert ch02.check_far_query(regression_data.y_train[-1])  # a 0-d tensor is fine too
+    assert ch02.check_far_query([-1, 0])  # Python's last position
+    assert ch02.check_far_query(torch.tensor([49.0, 0.0]))
     capsys.readouterr()
-    assert not ch02.check_far_query(float(regression_data.y_train.mean()))
-    out = capsys.readouterr().out
-    assert "Hint" in out and f"{right:.3f}" not in out
+    for wrong in ([0, 49], [49, 49], [0, 0], [49, 1], [48, 0], [25, 25]):
+        assert not ch02.check_far_query(wrong)
+        out = capsys.readouterr().out
+        assert "Hint" in out and "49" not in out
+    for bad in (49, [49.5, 0], [50, 0], ["a", "b"]):
+        assert not ch02.check_far_query(bad)
+        assert "Not yet:" in capsys.readouterr().out
+    assert not ch02.check_far_query(None)
+    assert capsys.readouterr().out == REPLACE_NONE + "\n"
 
 
 def test_check_lifted_features(capsys):

@@ -17,11 +17,14 @@ from matplotlib.text import Text
 
 from helpers.data import RegressionData, make_regression_data
 from helpers.plotting import freeze_background, to_numpy, weight_image, weights_rgba
-from helpers.pooling import KERNELS, attention_weights, leave_one_out_mse, nadaraya_watson
+from helpers.pooling import KERNELS, attention_weights, leave_one_out_mse
 from helpers.ui.checks import ReaderError, as_number, as_tensor, check, self_check
 from helpers.ui.explorer import EXPLORER_DPI, build_explorer
 
 __all__ = [
+    "BY_HAND_KEYS",
+    "BY_HAND_QUERY",
+    "BY_HAND_VALUES",
     "EXPLORER_DEMOS",
     "NWExplorerFigure",
     "check_far_query",
@@ -161,29 +164,68 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {
 # ---------------------------------------------------------------------------------------------
 
 
+# Exercise 1: keys, values and query of the computation by hand (Gaussian, sigma = 1).
+BY_HAND_KEYS, BY_HAND_VALUES, BY_HAND_QUERY = (0.0, 1.0, 3.0), (1.0, 2.0, 4.0), 2.0
+
+
 @self_check
 def check_nw_by_hand(answer: Any) -> bool:
-    """Exercise: the Gaussian (σ = 1) prediction at x = 2 from keys 0, 1, 3 and values 1, 2, 4."""
-    e = [math.exp(-((2 - k) ** 2) / 2) for k in (0, 1, 3)]
-    truth = sum(a * b for a, b in zip(e, (1, 2, 4))) / sum(e)
+    """Exercise 1: [sum of the three exps, prediction]; keys 0, 1, 3, values 1, 2, 4, x = 2."""
+    got = as_tensor(answer, "your answer")
+    if got.shape != (2,):
+        raise ReaderError(
+            f"your answer has shape {tuple(got.shape)}; give two numbers: the sum of the three "
+            "exps, then the prediction."
+        )
+    e = [math.exp(-((BY_HAND_QUERY - k) ** 2) / 2) for k in BY_HAND_KEYS]
+    total = sum(e)
+    prediction = sum(a * b for a, b in zip(e, BY_HAND_VALUES)) / total
+    sum_ok = abs(got[0].item() - total) < 1e-3
+    pred_ok = abs(got[1].item() - prediction) < 1e-3
+    if sum_ok and not pred_ok:
+        hint = (
+            "your sum is right. Divide each exp by it to get the weights, and average the values "
+            "1, 2, 4 with those weights (3 decimals are enough)."
+        )
+    else:
+        hint = (
+            "the scores are -(2 - x_i)^2 / 2, one per key; exponentiate each and add the three "
+            "exps up (3 decimals are enough). Then the prediction."
+        )
     return check(
-        abs(as_number(answer) - truth) < 1e-3,
-        "write the three scores -(2 - x_i)^2 / 2, exponentiate them, divide each by their sum, "
-        "and average the values with those weights (3 decimals are enough).",
+        sum_ok and pred_ok,
+        hint,
+        "Correct! Keys 1 and 3 are equally far from the query, so they share the same weight; "
+        "key 0 is twice as far and its exp is smaller by a factor e^1.5.",
     )
 
 
 @self_check
 def check_far_query(answer: Any, data: RegressionData | None = None) -> bool:
-    """Exercise (predict first): the Gaussian (σ = 1) prediction at the query x = 1000."""
+    """Exercise 2 (predict first): for the queries 1000 and -1000 (Gaussian, sigma = 1), the
+    positions in x_train of the key with the largest weight, in that order."""
     data = make_regression_data() if data is None else data
-    q = torch.tensor([1000.0], dtype=torch.float64)
-    truth = float(nadaraya_watson(q, data.x_train.double(), data.y_train.double(), bandwidth=1.0))
+    got = as_tensor(answer, "your positions")
+    n = len(data.x_train)
+    if got.shape != (2,) or not bool((got == got.round()).all()):
+        raise ReaderError(
+            "give two whole numbers, positions in x_train: the one for x = 1000 first, then the "
+            "one for x = -1000."
+        )
+    positions = [int(p) % n if -n <= int(p) < n else None for p in got.tolist()]
+    if None in positions:
+        raise ReaderError(f"a position in x_train lies between 0 and {n - 1}.")
+    q = torch.tensor([1000.0, -1000.0], dtype=torch.float64)
+    weights = attention_weights(q, data.x_train.double(), "gaussian", 1.0)  # (2, n)
+    want = weights.argmax(dim=1).tolist()
     return check(
-        abs(as_number(answer) - truth) < 1e-3,
-        "far to the right of every key, compare the scores -(x - x_i)^2 / 2 of the two keys "
-        "nearest the query: their difference grows with x. What does a softmax do with a gap "
-        "of hundreds?",
+        positions == want,
+        "write the score -(x - x_i)^2 / 2 of two keys for a query far to one side of every key: "
+        "which of the two scores is larger, and by how much? Remember that x_train is sorted.",
+        "Correct! Far to one side, the key nearest the query wins: the gap between two keys' "
+        "scores is their distance times about how far the query is, so a softmax of gaps that "
+        "large is almost one-hot. Almost: where two keys sit very close together, as the two "
+        "smallest keys do here, even a gap times 1000 stays small, and the weight is shared.",
     )
 
 
