@@ -114,10 +114,32 @@ def test_weight_counts(capsys):
 
 
 def test_mha_parameters(capsys):
-    want = 3 * 64 * 32 + 64 * 64  # W_q, W_k, W_v: (64, 32); W_o: (64, 64); no biases
-    assert run_check(ch06.check_mha_parameters, want, capsys)[0]
-    ok, out = run_check(ch06.check_mha_parameters, 4 * 64 * 64, capsys)
-    assert not ok and "Hint" in out and str(want) not in out
+    # by hand: each head has W_q, W_k, W_v of shape (32, 16); W_o reads the h heads' 16 outputs
+    # each, side by side, and writes 64; no biases
+    def by_hand(h):
+        return h * 3 * 32 * 16 + (h * 16) * 64
+
+    want = (by_hand(4), by_hand(8))
+    assert want == (10240, 20480)
+    for right in (want, list(want), torch.tensor(want), (10240.0, 20480.0)):
+        assert run_check(ch06.check_mha_parameters, right, capsys)[0]
+    wrong_answers = [
+        (10240, 3 * 32 * 128 + 128 * 128),  # MultiHeadAttention(128, 8): W_o as (128, 128)
+        (10240, 10240),  # "heads split the same matrices" (true only for p = p_o / h)
+        (3 * 32 * 64, 3 * 32 * 128),  # W_o forgotten
+        (4 * 3 * 32 * 16 + 16 * 64, 8 * 3 * 32 * 16 + 16 * 64),  # W_o as one head's (16, 64)
+        (4 * 64 * 64, 4 * 128 * 128),  # four square matrices
+        (3 * 32 * 64 + 64 * 64, 3 * 32 * 64 + 64 * 64 + 8 * 16),
+    ]
+    for wrong in wrong_answers:
+        ok, out = run_check(ch06.check_mha_parameters, wrong, capsys)
+        assert not ok and "Hint" in out and "20480" not in out and "10240" not in out
+    ok, out = run_check(ch06.check_mha_parameters, wrong_answers[0], capsys)
+    assert "4 heads is right" in out
+    for malformed in (10240, "10240, 20480", (10240, 20480, 0), (10240.5, 20480)):
+        ok, out = run_check(ch06.check_mha_parameters, malformed, capsys)
+        assert not ok and "whole numbers" in out
+    assert run_check(ch06.check_mha_parameters, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_next_token_head(capsys):

@@ -15,6 +15,7 @@ import ipywidgets as widgets
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from torch import nn
 
 from helpers.attention import (
     EXAMPLE_TEXT,
@@ -23,7 +24,7 @@ from helpers.attention import (
     two_head_example,
 )
 from helpers.plotting import to_numpy
-from helpers.ui.checks import ReaderError, as_number, as_tensor, check, matches, self_check
+from helpers.ui.checks import ReaderError, as_tensor, check, matches, self_check
 from helpers.ui.explorer import build_explorer
 
 __all__ = [
@@ -185,26 +186,44 @@ def check_weight_counts(counts: Any) -> bool:
         want.append(mha.head_weights.numel())
     if got == tuple(want):
         return check(True, "", "Correct: every head has its own (n_q, n_k) weights, so the "
-                     "attention maps grow with h while the parameters (exercise 3) do not.")
+                     "attention maps grow with h, while with p = p_o / h, as here, the "
+                     "parameters do not (exercise 3).")
     hint = "each head computes its own softmax over the keys for every query of every example."
     if len({g / h for g, h in zip(got, ex["heads"])}) != 1:
         hint += " Your three counts are not in the ratio 1 : 4 : 16 of the head counts."
     return check(False, hint)
 
 
+MHA_COUNT_EXAMPLE = dict(d=32, p=16, p_o=64, heads=(4, 8))  # exercise 3
+
+
+def _mha_parameter_count(d: int, h: int, p: int, p_o: int) -> int:
+    """Parameters of h heads of width p on inputs of width d, output width p_o, no biases: the
+    three input projections (all heads side by side) and W_o, counted from nn.Linear layers."""
+    layers = [nn.Linear(d, h * p, bias=False) for _ in range(3)] + [
+        nn.Linear(h * p, p_o, bias=False)
+    ]
+    return sum(w.numel() for layer in layers for w in layer.parameters())
+
+
 @self_check
-def check_mha_parameters(count: Any) -> bool:
-    """Exercise 3: parameters of MultiHeadAttention(64, 8, bias=False) on inputs of width 32."""
-    model = MultiHeadAttention(64, 8, bias=False)
-    x = torch.zeros(1, 1, 32)
-    model(x, x, x)  # size the lazy layers
-    want = sum(p.numel() for p in model.parameters())
-    return check(
-        as_number(count, "your count") == want,
-        "four matrices, no biases: W_q, W_k and W_v map a width-32 input to num_hiddens "
-        "features, W_o maps num_hiddens to num_hiddens. Where do the heads appear?",
-        "Correct! The count does not depend on num_heads: heads split the same matrices.",
-    )
+def check_mha_parameters(counts: Any) -> bool:
+    """Exercise 3: parameters of multi-head attention with heads of p = 16 on inputs of width 32,
+    output width p_o = 64, no biases, for h = 4 and h = 8 heads (a pair)."""
+    ex = MHA_COUNT_EXAMPLE
+    got = _whole_numbers(counts, len(ex["heads"]), "the two counts (h = 4, h = 8)")
+    want = tuple(_mha_parameter_count(ex["d"], h, ex["p"], ex["p_o"]) for h in ex["heads"])
+    if got == want:
+        return check(True, "", "Correct! With p fixed, every head brings its own three (32, 16) "
+                     "matrices and 16 more rows of W_o, so the count doubles with h. With "
+                     "p = p_o / h, as in MultiHeadAttention, the heads split the same matrices "
+                     "and the count does not depend on h.")
+    hint = ("list every matrix with its shape (rows: the numbers it reads, columns: the numbers "
+            "it writes): three per head, and W_o, which reads all heads' outputs side by side "
+            "and writes p_o numbers.")
+    if got[0] == want[0]:
+        hint += " Your count for 4 heads is right; what changes in each shape with 8?"
+    return check(False, hint)
 
 
 def _attends(weights: torch.Tensor, targets: Sequence[int], rows: Sequence[int]) -> bool:
