@@ -5,13 +5,14 @@ of the real-depth architectures, head scores, the explorer and the self-checks."
 from __future__ import annotations
 
 import math
+from collections import Counter
 from importlib import resources
 
 import pytest
 import torch
 
 from helpers import text, textmodels, training
-from helpers.bert import CharBERT
+from helpers.bert import CharBERT, mask_tokens
 from helpers.transformer import TinyGPT
 from helpers.ui import ch12
 from helpers.ui.checks import REPLACE_NONE
@@ -294,8 +295,8 @@ def test_explorer_moves_with_its_controls():
 
 CHECKS = [
     (ch12.check_attention_total, 10, 7),
-    (ch12.check_unchanged_positions, 1.9, 12.8),
-    (ch12.check_uniform_bits, math.log2(60), math.log(60)),
+    (ch12.check_unchanged_positions, 19 * 0.1 * 97 / 96, 12.8),
+    (ch12.check_bigram_saving, 161.557, 111.98),
 ]
 
 
@@ -366,3 +367,69 @@ def test_uniform_score_and_strong_rows():
     rows = torch.tensor([[1.0, 0, 0, 0], [0.9, 0.1, 0, 0], [0.7, 0.1, 0.1, 0.1],
                          [0.2, 0.3, 0.4, 0.1]])  # twice uniform: -, 1.0, 0.5, 0.5
     assert ch12.strong_rows(rows.numpy()).tolist() == [False, False, True, False]
+
+
+def _unchanged_mean(corpus, num_windows: int, seed: int) -> float:
+    """What exercise 2 asks the reader to measure: apply `mask_tokens` to random windows of 128
+    training characters and average, per window, the picked positions whose input is unchanged."""
+    vocab = corpus.vocab
+    ids = vocab.encode(corpus.stream("train"))
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(ids) - 128, (num_windows,), generator=g)
+    windows = ids[starts[:, None] + torch.arange(128)]  # (N, 128)
+    inputs, positions, labels = mask_tokens(windows, len(vocab), vocab.mask_id, generator=g)
+    return float((inputs.gather(1, positions) == labels).sum(1).float().mean())
+
+
+def test_unchanged_positions_accepts_exact_and_measured_and_rejects_the_usual_mistakes(corpus,
+                                                                                      capsys):
+    vocab = corpus.vocab
+    ordinary = len(vocab) - 3  # random replacements draw one of these
+    assert ch12.check_unchanged_positions(19 * 0.1 * (1 + 1 / ordinary)) is True  # exact
+    assert ch12.check_unchanged_positions(1.9) is True  # the 10 % rule alone
+    for seed in range(5):  # the measured mean the exercise asks for (10,000 windows)
+        measured = _unchanged_mean(corpus, 10_000, seed)
+        assert ch12.check_unchanged_positions(measured) is True, measured
+    big = _unchanged_mean(corpus, 200_000, 99)  # the exact value is what mask_tokens does
+    assert abs(big - 19 * 0.1 * (1 + 1 / ordinary)) < 0.01
+    capsys.readouterr()
+    for wrong in (19 * 0.15, 128 * 0.1, 0.8 * 19, 0, 19, 19.2, 2.0, 1.8, 128 * 0.15 * 0.8):
+        assert ch12.check_unchanged_positions(wrong) is False, wrong
+        out = capsys.readouterr().out
+        assert "Hint" in out and "1.9" not in out
+
+
+def _bigram_saving_by_counting(train: str, sentence: str, vocab_size: int) -> float:
+    """Witten-Bell bigram counted directly, interpolated with the unigram, itself with uniform:
+    P1(c) = (C(c) + T / V) / (N + T), T the distinct characters, N the characters;
+    P2(c | b) = (C(bc) + T(b) P1(c)) / (C(b) + T(b)), C(b) the bigrams starting with b, T(b) the
+    distinct characters after b; V the vocabulary. Returns the sum of log2 V + log2 P2."""
+    chars = Counter(train)
+    pairs = Counter(zip(train, train[1:]))
+    after: dict[str, Counter] = {}
+    for (b, c), n in pairs.items():
+        after.setdefault(b, Counter())[c] = n
+    total = 0.0
+    for b, c in zip(sentence, sentence[1:]):
+        p1 = (chars[c] + len(chars) / vocab_size) / (len(train) + len(chars))
+        followers = after[b]
+        p = (followers[c] + len(followers) * p1) / (sum(followers.values()) + len(followers))
+        total += math.log2(vocab_size) + math.log2(p)
+    return total
+
+
+def test_bigram_saving_check_against_direct_counts(corpus, capsys):
+    train, V = corpus.stream("train"), len(corpus.vocab)
+    s = ch12.BIGRAM_SENTENCE
+    assert corpus.vocab.normalize(s) == s
+    want = _bigram_saving_by_counting(train, s, V)
+    assert 100 < want < 250
+    assert ch12.check_bigram_saving(want) is True
+    assert ch12.check_bigram_saving(round(want, 2)) is True
+    capsys.readouterr()
+    bigram_bits = (len(s) - 1) * math.log2(V) - want
+    for wrong in (want / (len(s) - 1), want * math.log(2), -want, bigram_bits,
+                  want - (len(s) - 1) * math.log2(V / (V - 3)), want + 1, 0):
+        assert ch12.check_bigram_saving(wrong) is False, wrong
+        out = capsys.readouterr().out
+        assert "Hint" in out and f"{want:.1f}" not in out and f"{want:.3g}" not in out
