@@ -208,47 +208,73 @@ def test_explorer_demos_build():
 # --- the self-checks -------------------------------------------------------------------------
 
 
-def test_check_slowest_wavelength(capsys):
-    # independent: the smallest period of the last column of a base-500000 table, from angles
-    d, base = 128, 500_000
-    omega = np.float64(base) ** (-(d - 2) / d)
-    want = 2 * math.pi / omega
-    assert want == pytest.approx(2 * math.pi * base ** (126 / 128))
-    assert run_check(ch08.check_slowest_wavelength, want, capsys)[0]
-    assert run_check(ch08.check_slowest_wavelength, want * 1.004, capsys)[0]
-    for wrong in (2 * math.pi * 10000 ** (126 / 128),  # the chapter's base
-                  2 * math.pi * base, 2 * math.pi * base ** (124 / 128), want / (2 * math.pi)):
-        ok, out = run_check(ch08.check_slowest_wavelength, wrong, capsys)
-        assert not ok and "Hint" in out and str(int(want)) not in out
-    ok, out = run_check(ch08.check_slowest_wavelength, "long", capsys)
+def test_check_base_for_wavelength(capsys):
+    # independent: bisect, in float64, the base whose last column of a d = 128 table has the
+    # smallest period 1e6 (the period of sin(t ω) is 2π/ω)
+    d, target = 128, 1e6
+    lo, hi = 1e3, 1e7
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        omega_last = np.float64(mid) ** (-(d - 2) / d)
+        lo, hi = (mid, hi) if 2 * math.pi / omega_last < target else (lo, mid)
+    want = lo
+    assert want == pytest.approx(192_481, rel=1e-5)
+    assert run_check(ch08.check_base_for_wavelength, want, capsys)[0]
+    assert run_check(ch08.check_base_for_wavelength, want * 1.004, capsys)[0]
+    assert run_check(ch08.check_base_for_wavelength, torch.tensor(want), capsys)[0]
+    for wrong in (target / (2 * math.pi),  # the exponent taken as 1
+                  target ** (d / (d - 2)),  # no 2π
+                  (target / (2 * math.pi)) ** (d / (d - 4)),  # pair d/2 - 2 taken as the last
+                  (target / (2 * math.pi)) ** ((d - 2) / d),  # exponent upside down
+                  500_000.0, 10_000.0, target):
+        ok, out = run_check(ch08.check_base_for_wavelength, wrong, capsys)
+        assert not ok and "Hint" in out and "192" not in out
+    ok, out = run_check(ch08.check_base_for_wavelength, "large", capsys)
     assert not ok and "number" in out
-    assert run_check(ch08.check_slowest_wavelength, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch08.check_base_for_wavelength, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
-def test_check_sinusoid_dot(capsys):
-    want = math.cos(3) + math.cos(3 / 100)  # two frequencies, offset 3
-    P = sinusoids_float64(9, 4)
-    assert want == pytest.approx(P[5] @ P[8])
-    assert run_check(ch08.check_sinusoid_dot, want, capsys)[0]
-    ok, out = run_check(ch08.check_sinusoid_dot, math.cos(3), capsys)
-    assert not ok and "Hint" in out and f"{want:.2f}" not in out
-    assert run_check(ch08.check_sinusoid_dot, None, capsys) == (False, REPLACE_NONE + "\n")
+def test_check_first_negative_offset(capsys):
+    # independent: the float64 table from its formula, p_0 · p_k for k = 1, 2, ...
+    P = sinusoids_float64(100, 4)
+    dots = P[1:] @ P[0]
+    want = int(np.argmax(dots < 0)) + 1
+    assert want == 22 and dots[want - 1] < -0.02  # well clear of float32 rounding
+    assert all(d > 0.005 for d in dots[: want - 1])
+    assert run_check(ch08.check_first_negative_offset, want, capsys)[0]
+    assert run_check(ch08.check_first_negative_offset, float(want), capsys)[0]
+    # where cos(k) first is < 0; nearest integers to π, 3π, 5π; where cos(k/100) turns negative
+    for wrong in (2, 3, 9, 16, 21, 23, 158, 0):
+        ok, out = run_check(ch08.check_first_negative_offset, wrong, capsys)
+        assert not ok and "Hint" in out and "22" not in out
+    ok, out = run_check(ch08.check_first_negative_offset, "soon", capsys)
+    assert not ok and "number" in out
+    assert run_check(ch08.check_first_negative_offset, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_check_rope_angle(capsys):
-    want = 7 * 10000 ** (-2 / 8)  # offset 12 - 5 = 7 on pair 1: 0.7 rad
-    # independent: on pair 1 alone, the RoPE score equals the plain score with q turned by want
-    q, k = [0, 0, 0.3, -1.2, 0, 0, 0, 0], [0, 0, 0.8, 0.5, 0, 0, 0, 0]
-    c, s = math.cos(want), math.sin(want)
-    turned = (q[2] * c - q[3] * s, q[2] * s + q[3] * c)
-    rope_score = rope_float64(np.array(q), 12) @ rope_float64(np.array(k), 5)
-    assert rope_score == pytest.approx(turned[0] * k[2] + turned[1] * k[3])
-    for right in (want, -want, want + 2 * math.pi, 2 * math.pi - want, torch.tensor(want)):
+    # independent: rotate float64 pairs at the interpolated positions 750 and 250 from the
+    # definition and read the angle between the query's and the key's pair 1 off the score
+    q, k = np.zeros(16), np.zeros(16)
+    q[2], k[2] = 1.0, 1.0  # unit vectors along the first feature of pair 1
+    rq, rk = rope_float64(q, 3000 / 4), rope_float64(k, 1000 / 4)
+    want = math.atan2(rq[3], rq[2]) - math.atan2(rk[3], rk[2])
+    assert math.cos(want) == pytest.approx(rq[2:4] @ rk[2:4])
+    assert min(abs(math.remainder(want - s * 500 / 10000 ** (1 / 8), 2 * math.pi))
+               for s in (1, -1)) < 1e-9
+    rights = (500 / 10000 ** (1 / 8), want, -want, want + 2 * math.pi, torch.tensor(want))
+    for right in rights:
         assert run_check(ch08.check_rope_angle, right, capsys)[0]
-    for wrong in (12 * 10000 ** (-2 / 8), 5 * 10000 ** (-2 / 8), 7.0, 17 * 10000 ** (-2 / 8)):
+    w1 = 10000 ** (-2 / 16)
+    for wrong in (2000 * w1,  # no interpolation
+                  750 * w1, 250 * w1,  # one position alone
+                  500 * 10000 ** (-1 / 16),  # ω_i with i/d instead of 2i/d
+                  500 * 10000 ** (-2 / 8),  # d = 8's pair 1
+                  8000 * w1,  # offset multiplied by 4
+                  500.0, 0.0):
         ok, out = run_check(ch08.check_rope_angle, wrong, capsys)
-        assert not ok and "Hint" in out and "0.7" not in out
-    ok, out = run_check(ch08.check_rope_angle, [0.7], capsys)
+        assert not ok and "Hint" in out and "158" not in out and "1.03" not in out
+    ok, out = run_check(ch08.check_rope_angle, [1.0], capsys)
     assert not ok and "number" in out
     assert run_check(ch08.check_rope_angle, None, capsys) == (False, REPLACE_NONE + "\n")
 

@@ -23,10 +23,10 @@ from helpers.ui.explorer import build_explorer
 
 __all__ = [
     "EXPLORER_DEMOS",
+    "check_base_for_wavelength",
+    "check_first_negative_offset",
     "check_rope_angle",
     "check_shift_trace",
-    "check_sinusoid_dot",
-    "check_slowest_wavelength",
     "encoding_explorer",
 ]
 
@@ -181,55 +181,57 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"encoding": encoding_ex
 
 
 @self_check
-def check_slowest_wavelength(wavelength: Any) -> bool:
-    """Exercise 1 (predict first): the wavelength, in positions, of the slowest pair of a
-    rotary/sinusoidal table with d = 128 and base 500,000 (Llama 3's heads)."""
-    d, base = 128, 500_000
-    want = 2 * math.pi * base ** ((d - 2) / d)
-    got = as_number(wavelength, "wavelength")
+def check_base_for_wavelength(base: Any) -> bool:
+    """Exercise 1: the base a rotary/sinusoidal table with d = 128 needs so that its slowest pair
+    repeats every 1,000,000 positions."""
+    d, wavelength = 128, 1_000_000
+    want = (wavelength / (2 * math.pi)) ** (d / (d - 2))  # 2π·base^((d-2)/d) = wavelength
+    got = as_number(base, "base")
     return check(
         abs(got - want) <= 0.005 * want,
-        "the slowest pair is the last one, i = d/2 - 1, with ω_i = base^(-2i/d) for this table's "
-        "base (not 10000); its angle at position t is t·ω_i, and a wave repeats when its angle "
-        "grows by 2π.",
-        "Correct! A larger base stretches every slow wave: the slowest pair hardly turns over a "
-        "whole long context.",
+        "which pair is the slowest, and what is its frequency as a power of the base? Write its "
+        "wavelength as a function of the base, set it to 1,000,000 and solve for the base.",
+        "Correct! The slowest pair's exponent is (d-2)/d, not 1, so the base must be a little "
+        "larger than wavelength/2π. Raising the base stretches every slow wave at once: that is "
+        "what Llama 3 (500,000) and the 'NTK-aware' rescaling do.",
     )
 
 
 @self_check
-def check_sinusoid_dot(dot: Any) -> bool:
-    """Exercise 2: P[5]·P[8] for the sinusoidal table with d = 4."""
-    P = sinusoid_table(9, 4).double()  # (9, 4)
-    want = float(P[5] @ P[8])
+def check_first_negative_offset(offset: Any) -> bool:
+    """Exercise 2: the smallest offset k > 0 at which p_m·p_(m+k) < 0 for the sinusoidal table
+    with d = 4."""
+    P = sinusoid_table(200, 4).double()  # (200, 4)
+    dots = P[1:] @ P[0]  # (199,): p_0·p_k for k = 1..199, which is p_m·p_(m+k) for every m
+    want = int((dots < 0).nonzero()[0]) + 1
+    got = as_number(offset, "offset")
     return check(
-        abs(as_number(dot, "your dot product") - want) <= 1e-3,
-        "with d = 4 there are two frequencies, ω_0 = 1 and ω_1 = 1/100; each sin/cos pair "
-        "contributes sin(aω)sin(bω) + cos(aω)cos(bω). Which identity simplifies that? Angles "
-        "are in radians.",
-        "Correct! Only the offset 8 - 5 = 3 mattered, not the positions themselves.",
+        got == want,
+        "with d = 4, p_m·p_n is a sum of two cosines of the offset, one fast (ω_0 = 1) and one "
+        "slow (ω_1 = 1/100). Where the fast one is negative, is the slow one still close to 1? "
+        "For the sum to drop below 0 the fast one must be very near -1. Angles are in radians.",
+        "Correct! The fast cosine is negative already at offset 2, but the slow one is still "
+        "almost 1 there and at 3 (where cos 3 = -0.990 is not enough). Only near 7π ≈ 21.99 is "
+        "the fast one close enough to -1 to outweigh the slow one, cos(0.22) ≈ 0.976.",
     )
 
 
 @self_check
 def check_rope_angle(angle: Any) -> bool:
-    """Exercise 3: the one angle (radians) that turns pair i = 1 of an unrotated query so that its
-    plain dot product with the unrotated key equals the RoPE score of the query at m = 12 and the
-    key at n = 5 (d = 8, base 10000). Either sign is accepted, modulo 2π."""
-    m, n, d, i = 12, 5, 8, 1
-    # (q R(m)) · (k R(n)) = q R(m - n) · k: the angle of R(m - n) on pair i, read off apply_rotary
-    x = torch.zeros(m - n + 1, d, dtype=torch.float64)
-    x[:, 2 * i] = 1.0
-    turned = apply_rotary(x)[m - n]
-    want = math.atan2(float(turned[2 * i + 1]), float(turned[2 * i]))
+    """Exercise 3: with position interpolation by 4 (d = 16, base 10000), the one angle (radians)
+    between the query's and the key's pair i = 1 for a query at m = 3000 and a key at n = 1000.
+    Either sign is accepted, modulo 2π."""
+    m, n, d, i, scale = 3000, 1000, 16, 1, 4
+    want = (m / scale - n / scale) * 10000 ** (-2 * i / d)  # positions divided, then rotated
     got = as_number(angle, "angle")
     gap = min(abs(math.remainder(got - s * want, 2 * math.pi)) for s in (1, -1))
     return check(
         gap <= 1e-3,
-        "RoPE turns the query's pair by m·ω_i and the key's by n·ω_i, with ω_i = 10000^(-2i/d). "
-        "The score only feels how far the two are turned against each other: which angle is "
-        "that? Give radians.",
-        "Correct! The positions 12 and 5 entered only through their offset, 7.",
+        "RoPE turns each pair by position·ω_i, with ω_i = 10000^(-2i/d). What positions does "
+        "position interpolation hand to the rotation, and what does the score feel of the two "
+        "rotations? Give radians (any multiple of 2π may be added).",
+        "Correct! Dividing positions by 4 divides every offset by 4: the pair turns as if the "
+        "two tokens stood 500 positions apart, an offset the model met in training.",
     )
 
 
