@@ -119,27 +119,78 @@ def test_check_batched_pooling(capsys):
     assert "your function" in capsys.readouterr().out
 
 
-def test_check_bias_gradient(regression_data, capsys):
-    # the prediction, measured independently: a central finite difference in float64
-    x = regression_data.x_train.numpy().astype(np.float64)
-    y = regression_data.y_train.numpy().astype(np.float64)
+def _bias_gradient_float64(x: np.ndarray, y: np.ndarray, w: float):
+    """Exercise 2 from the definition, in float64: b on each query's nearest leave-one-out key.
 
-    def loss(b: float) -> float:
+    Returns the central finite difference of the loss at b = 0, and the pieces the wrong ideas
+    are made of: per query the nearest key's weight, its value, the prediction and the target.
+    """
+    def loss(b: float, parts: list | None = None) -> float:
         errs = []
         for i in range(len(x)):
             keep = np.arange(len(x)) != i
-            s = -(((x[i] - x[keep]) * 2.0) ** 2) / 2 + b
+            xk, yk = x[keep], y[keep]
+            j = int(np.argmin(np.abs(xk - x[i])))
+            s = -(((x[i] - xk) * w) ** 2) / 2
+            s[j] += b
             a = np.exp(s - s.max())
-            errs.append((a / a.sum() @ y[keep] - y[i]) ** 2)
+            a /= a.sum()
+            pred = float(a @ yk)
+            errs.append((pred - y[i]) ** 2)
+            if parts is not None:
+                parts.append((a[j], yk[j], pred, y[i]))
         return float(np.mean(errs))
 
-    measured = (loss(0.5 + 1e-4) - loss(0.5 - 1e-4)) / 2e-4
-    assert ch03.check_bias_gradient(round(measured, 6))
-    assert ch03.check_bias_gradient(0)  # an int is fine
+    parts: list = []
+    loss(0.0, parts)
+    measured = (loss(1e-5) - loss(-1e-5)) / 2e-5
+    return measured, np.array(parts)  # parts: (n, 4)
+
+
+def test_check_bias_gradient(regression_data, capsys):
+    x = regression_data.x_train.numpy().astype(np.float64)
+    y = regression_data.y_train.numpy().astype(np.float64)
+    measured, parts = _bias_gradient_float64(x, y, 1.0)
+    a, yj, pred, target = parts.T
+    # the derivation, by hand: d pred_i / db = a_j (y_j - pred_i), then the chain rule
+    by_hand = float(np.mean(2 * (pred - target) * a * (yj - pred)))
+    assert by_hand == pytest.approx(measured, rel=1e-6)
+    assert measured < -0.01  # clearly non-zero, so 0 is far outside the tolerance
+    assert ch03.check_bias_gradient(round(measured, 4))  # as the measuring cell prints it
+    assert ch03.check_bias_gradient(np.float32(measured))
     capsys.readouterr()
-    assert not ch03.check_bias_gradient(1.0)
+    assert not ch03.check_bias_gradient(0)  # b on every score: the shift-invariant answer
     out = capsys.readouterr().out
-    assert "Hint" in out and "0.0" not in out
+    assert "one score" in out
+    wrong_ideas = {
+        "opposite sign": -measured,
+        "no factor 2": measured / 2,
+        "factor 2 twice": 2 * measured,
+        "no normalisation: a_j y_j": float(np.mean(2 * (pred - target) * a * yj)),
+        "a_j (1 - a_j) as the slope": float(np.mean(2 * (pred - target) * a * (1 - a))),
+        "y_j - target, not y_j - pred": float(np.mean(2 * (pred - target) * a * (yj - target))),
+        "the same at w = 2, not 1": _bias_gradient_float64(x, y, 2.0)[0],
+    }
+    for name, wrong in wrong_ideas.items():
+        assert abs(wrong - measured) > 0.02 * abs(measured), name
+        assert not ch03.check_bias_gradient(wrong), name
+        out = capsys.readouterr().out
+        assert "Hint" in out and f"{measured:.3f}" not in out and f"{measured:.4f}" not in out
+    assert not ch03.check_bias_gradient("small")
+    assert "number" in capsys.readouterr().out
+
+
+def test_check_w_growth_factor(capsys):
+    factor = 4 ** 0.2  # sigma ~ n^(-1/5), so w = 1 / sigma ~ n^(1/5); n grows 4-fold
+    assert ch03.check_w_growth_factor(factor)
+    assert ch03.check_w_growth_factor(1.32)
+    capsys.readouterr()
+    for wrong in (4, 2, 1, 4 ** -0.2, 4 ** 0.25, 4 ** (1 / 6), 4 ** 0.8, 1.5):
+        assert not ch03.check_w_growth_factor(wrong)
+        out = capsys.readouterr().out
+        assert "Hint" in out and "1.3" not in out
+    assert not ch03.check_w_growth_factor(-1.32)
+    assert "positive" in capsys.readouterr().out
 
 
 def test_check_best_w_bigger_data(capsys):
@@ -156,6 +207,7 @@ def test_check_best_w_bigger_data(capsys):
     assert not ch03.check_best_w_bigger_data(-1.0)
     for printed in (4.77, 4.9, 4.7, 7.8):  # widths the chapter prints must not pass
         assert not ch03.check_best_w_bigger_data(printed)
+    assert not ch03.check_best_w_bigger_data(3.49 * 4**0.2)  # the prediction is not a measurement
     coarse = np.arange(0.5, 30.0001, 0.5)  # a coarse grid still finds a passing w
     coarse_best = float(coarse[int(np.argmin([loo_mse(x, y, w) for w in coarse]))])
     assert ch03.check_best_w_bigger_data(coarse_best)
@@ -234,3 +286,110 @@ def test_check_own_pooling(regression_data, capsys):
 
     assert not ch03.check_own_pooling(OneParameter())
     assert "at least 2" in capsys.readouterr().out
+
+
+def _loo_mse_of(net, x, keys, values, y) -> float:
+    """A model's leave-one-out training MSE, in float64 NumPy from its outputs."""
+    with torch.no_grad():
+        out = net(x, keys, values).double().numpy()
+    return float(np.mean((out - y.double().numpy()) ** 2))
+
+
+def test_check_own_pooling_asks_for_attention_pooling(regression_data, capsys, one_thread):
+    """Models that beat the best single w without being attention pooling are rejected."""
+    x_t, y_t = regression_data.x_train, regression_data.y_train
+    x, y = x_t.numpy(), y_t.numpy()
+    best = min(loo_mse(x, y, w) for w in np.arange(0.5, 15.0001, 0.05))
+    keys, values = leave_one_out(x_t, y_t)
+    n, m = keys.shape
+
+    class MLPOnX(nn.Module):  # ignores keys and values: a regression of y on x
+        def __init__(self):
+            super().__init__()
+            self.f = nn.Sequential(nn.Linear(1, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(),
+                                   nn.Linear(64, 1))
+
+        def forward(self, queries, keys, values):
+            return self.f(queries[:, None]).squeeze(-1)
+
+    class Table(nn.Module):  # one learned output per query position: 50 parameters
+        def __init__(self):
+            super().__init__()
+            self.t = nn.Parameter(y_t.clone())
+
+        def forward(self, queries, keys, values):
+            return self.t
+
+    class ScoreTable(nn.Module):  # weights from a table of scores by key position
+        def __init__(self):
+            super().__init__()
+            # the key whose value is closest to the target scores highest (a lookup, not keys)
+            self.s = nn.Parameter(-10 * (values - y_t[:, None]).abs())
+
+        def forward(self, queries, keys, values):
+            return (torch.softmax(self.s, dim=1) * values).sum(dim=1)
+
+    class WidthPerQuery(nn.Module):  # a Gaussian whose width is looked up by query position
+        def __init__(self):
+            super().__init__()
+            widths = torch.linspace(0.5, 15, 60)
+            scores = -(((x_t[:, None, None] - keys[:, None, :]) * widths[None, :, None]) ** 2) / 2
+            preds = (torch.softmax(scores, dim=-1) * values[:, None, :]).sum(-1)  # (n, 60)
+            best_w = widths[((preds - y_t[:, None]) ** 2).argmin(dim=1)]  # each query's own best
+            self.w = nn.Parameter(best_w)
+
+        def forward(self, queries, keys, values):
+            s = -(((queries[:, None] - keys) * self.w[:, None]) ** 2) / 2
+            return (torch.softmax(s, dim=1) * values).sum(dim=1)
+
+    torch.manual_seed(0)
+    mlp = MLPOnX()
+    opt = torch.optim.Adam(mlp.parameters(), lr=0.03)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = ((mlp(x_t, keys, values) - y_t) ** 2).mean()
+        loss.backward()
+        opt.step()
+    cheats = {
+        "an MLP on x": (mlp, ("follow its values", "range")),
+        "a table of outputs": (Table(), ("follow its values", "range")),
+        "a table of scores by key position": (ScoreTable(), ("keys' positions",)),
+        "a table of widths by query position": (WidthPerQuery(), ("not from its position",)),
+    }
+    for name, (net, messages) in cheats.items():
+        # each one passes the loss criterion that the check used to apply alone
+        assert _loo_mse_of(net, x_t, keys, values, y_t) < 0.98 * best, name
+        assert not ch03.check_own_pooling(net), name
+        out = capsys.readouterr().out
+        assert "Hint" in out and any(m in out for m in messages), (name, out)
+
+    class NotAnAverage(LiftedPooling):  # weights that need not be >= 0 or sum to 1
+        def forward(self, queries, keys, values):
+            return 1.5 * super().forward(queries, keys, values) - 0.5 * values.mean(dim=1)
+
+    assert not ch03.check_own_pooling(NotAnAverage(4.0))
+    assert "range" in capsys.readouterr().out
+
+    # an attention pooling of another design is accepted: scores from a learned 2-layer map
+    # of (x - x_i), which is a function of the query and the key, trained past the 2 %
+    class DifferenceScores(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.g = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+
+        def forward(self, queries, keys, values):
+            pair = torch.stack([queries[:, None].expand_as(keys), keys], dim=-1)  # (n, m, 2)
+            s = self.g(pair).squeeze(-1) - 6.1 * (queries[:, None] - keys) ** 2
+            return (torch.softmax(s, dim=1) * values).sum(dim=1)
+
+    torch.manual_seed(0)
+    net = DifferenceScores()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = ((net(x_t, keys, values) - y_t) ** 2).mean()
+        loss.backward()
+        opt.step()
+    assert _loo_mse_of(net, x_t, keys, values, y_t) < 0.98 * best
+    assert ch03.check_own_pooling(net)
+    assert "Correct" in capsys.readouterr().out

@@ -34,6 +34,7 @@ __all__ = [
     "check_best_w_bigger_data",
     "check_bias_gradient",
     "check_own_pooling",
+    "check_w_growth_factor",
     "w_explorer",
 ]
 
@@ -213,21 +214,84 @@ def check_batched_pooling(pool: Any) -> bool:
     )
 
 
+BIAS_W = 1.0  # exercise 2: the width at which dL/db is asked for (sigma = 1, chapter 2's default)
+
+
+def _nearest_keys(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """(n,): the column of each query's nearest key in keys (n, m)."""
+    return (keys - queries[:, None]).abs().argmin(dim=1)
+
+
+def _bias_gradient(data: RegressionData) -> float:
+    """dL/db at w = BIAS_W, b = 0 when b is added to each query's nearest leave-one-out key only,
+    by autograd in float64 (the tests compare it with a finite difference)."""
+    x, y = data.x_train.double(), data.y_train.double()
+    keys, values = leave_one_out(x, y)  # (n, n - 1)
+    near = _nearest_keys(x, keys)  # (n,)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    bump = torch.nn.functional.one_hot(near, keys.shape[1]).double() * b  # (n, n - 1)
+    scores = -(((x[:, None] - keys) * BIAS_W) ** 2) / 2 + bump
+    loss = (((torch.softmax(scores, dim=1) * values).sum(dim=1) - y) ** 2).mean()
+    loss.backward()
+    return float(b.grad)
+
+
 @self_check
-def check_bias_gradient(answer: Any) -> bool:
-    """Exercise (predict first): dL/db at any w when a bias b is added to every score."""
+def check_bias_gradient(answer: Any, data: RegressionData | None = None) -> bool:
+    """Exercise 2 (predict first): dL/db at w = 1, b = 0, with b added to the score of each
+    query's nearest key only, on the leave-one-out keys and values.
+
+    The tolerance (2 % of the answer) rejects 0 (the answer when b is added to every score),
+    the opposite sign, half or twice the answer (a lost factor 2) and the answer without the
+    softmax's normalisation; the tests compute each of them.
+    """
+    got = as_number(answer, "your prediction")
+    want = _bias_gradient(make_regression_data() if data is None else data)
+    if abs(got) < 1e-9:
+        return check(
+            False,
+            "a bias added to every score cancels in the softmax, but this b is added to one score "
+            "per query only: that key's weight grows and all the others shrink. Write one weight "
+            "as exp(s_j + b [j = nearest]) / sum over j' of the same, differentiate it with "
+            "respect to b, then follow the chain rule through the prediction to the loss.",
+        )
     return check(
-        abs(as_number(answer)) < 1e-6,
-        "a softmax of scores s_j + b: write out one weight and see what happens to b.",
+        abs(got - want) <= 0.02 * abs(want),
+        "write one weight as exp(s_j + b [j = nearest]) / sum over j' of the same and "
+        "differentiate it with respect to b (the numerator and the denominator both depend on "
+        "b); then the prediction sum_j alpha_j y_j, then the mean of the squared errors. "
+        "Evaluate it at b = 0 and w = 1, averaging over all 50 queries.",
+        "Correct! Each query's prediction moves towards its nearest key's value at the rate "
+        "alpha_nearest (y_nearest - prediction). Negative: at w = 1 the kernel is too wide, and "
+        "more weight on the nearest key lowers the loss, as the learned w > 1 says too.",
+    )
+
+
+W_GROWTH_FACTOR = 4 ** (1 / 5)  # exercise 3: sigma ~ n^(-1/5) (section 2.7), 4 times the points
+
+
+@self_check
+def check_w_growth_factor(answer: Any) -> bool:
+    """Exercise 3 (predict first): the factor by which the best w grows from 50 to 200 points,
+    by chapter 2's rate sigma ~ n^(-1/5). Within 0.02: rejects 4, 2, 1, 1/4^(1/5), 4^(1/4)."""
+    got = as_number(answer, "your factor")
+    if got <= 0:
+        raise ReaderError("a factor that multiplies a width is a positive number.")
+    return check(
+        abs(got - W_GROWTH_FACTOR) <= 0.02,
+        "chapter 2, section 2.7: how does the best sigma scale with the number of points n? "
+        "w is 1 / sigma, and 200 points are 4 times 50.",
+        "Correct! The theory gives a rate for large n; now measure what one data set does.",
     )
 
 
 @self_check
 def check_best_w_bigger_data(answer: Any) -> bool:
-    """Exercise: a w within 0.05 % of the best leave-one-out loss on the 200-point data set.
+    """Exercise 3: a w within 0.05 % of the best leave-one-out loss on the 200-point data set.
 
     Any grid of step <= 0.5 finds such a w; the tolerance is tight because the loss is flat
-    around its minimum, so that widths printed in the chapter do not pass by accident.
+    around its minimum, so that widths printed in the chapter, and the predicted 3.49 * 4^(1/5),
+    do not pass.
     """
     w = as_number(answer, "your w")
     if w <= 0:
@@ -239,18 +303,71 @@ def check_best_w_bigger_data(answer: Any) -> bool:
         float(leave_one_out_mse(d.x_train, d.y_train, 1 / w)) <= 1.0005 * best,
         "evaluate the leave-one-out loss on a grid of w from 0.5 to 30 in steps of 0.05 (no "
         "gradients needed) for the 200-point data set, and keep the w with the smallest loss.",
+        "Correct! Divide it by the 50-point w and compare the measured factor with your "
+        "prediction: one data set of each size is a noisy test of a rate for large n.",
     )
 
 
 OWN_POOLING_GAIN = 0.02  # exercise 4: the trained model must be this much below the best w
 
 
+def _not_attention_pooling(net: nn.Module, queries, keys, values, y_hat) -> str | None:
+    """Why `net` is not attention pooling, or None.
+
+    Attention pooling returns, for each query, a weighted average of that query's values, with
+    weights computed from the query and its keys. So its outputs stay within the range of the
+    values, follow the values when they are shifted or scaled, do not change when a query's
+    (key, value) pairs are listed in another order, and follow the queries when those are listed
+    in another order. A model of x alone (a table, an MLP) fails the first two; weights that
+    come from key positions or query positions (a table of scores or widths) fail the last two.
+    """
+    n, m = keys.shape
+    g = torch.Generator().manual_seed(0)
+    cols = torch.argsort(torch.rand(n, m, generator=g), dim=1)  # a shuffle of each row's keys
+    rows = torch.randperm(n, generator=g)  # a shuffle of the queries
+    with torch.no_grad():
+        shifted = torch.as_tensor(net(queries, keys, values + 3.0)).detach().double()
+        scaled = torch.as_tensor(net(queries, keys, values * 2.0)).detach().double()
+        by_key = net(queries, keys.gather(1, cols), values.gather(1, cols))
+        by_key = torch.as_tensor(by_key).detach()
+        by_query = torch.as_tensor(net(queries[rows], keys[rows], values[rows])).detach()
+    y = y_hat.double()
+    tol = 1e-4 * (1 + float(values.abs().max()))
+    lo, hi = values.double().min(dim=1).values, values.double().max(dim=1).values
+    if not bool(((y >= lo - tol) & (y <= hi + tol)).all()):
+        return (
+            "some outputs lie outside the range of their query's values, so they are not a "
+            "weighted average of those values (weights >= 0 that sum to 1, as a softmax gives)."
+        )
+    shift_ok = torch.allclose(shifted, y + 3.0, atol=tol)
+    if not (shift_ok and torch.allclose(scaled, 2 * y, atol=2 * tol)):
+        return (
+            "adding 3 to every value should add 3 to every output of attention pooling, and "
+            "doubling the values should double it; yours does not follow its values. The output "
+            "must be a weighted average of the values, with weights from the query and the keys."
+        )
+    if not torch.allclose(by_key.double(), y, atol=tol):
+        return (
+            "listing each query's keys and values in another order (each value with its key) "
+            "changed your outputs: the weights must come from the query and the keys, not from "
+            "the keys' positions."
+        )
+    if not torch.allclose(by_query.double(), y[rows], atol=tol):
+        return (
+            "listing the queries in another order (each with its keys and values) should list "
+            "the outputs in that order too: the weights must come from the query's value, not "
+            "from its position."
+        )
+    return None
+
+
 @self_check
 def check_own_pooling(net: Any, data: RegressionData | None = None) -> bool:
     """Exercise: a trained module `net(queries (n,), keys (n, n-1), values (n, n-1)) -> (n,)` with
-    at least 2 parameters, not section 3.10's `VariableWidth`, whose leave-one-out training MSE
-    is at least 2 % below the best single w's (a model started at the best w starts at that loss,
-    so only training passes)."""
+    at least 2 parameters, not section 3.10's `VariableWidth`, that is attention pooling (see
+    `_not_attention_pooling`: a model that ignores the keys or the values fails) and whose
+    leave-one-out training MSE is at least 2 % below the best single w's (a model started at the
+    best w starts at that loss, so only training passes)."""
     data = make_regression_data() if data is None else data
     if not isinstance(net, nn.Module):
         raise ReaderError(f"pass your trained model (an nn.Module), got {type(net).__name__}.")
@@ -261,7 +378,7 @@ def check_own_pooling(net: Any, data: RegressionData | None = None) -> bool:
         return check(False, f"your model has {count} parameter(s); design one with at least 2.")
     keys, values = leave_one_out(data.x_train, data.y_train)  # (n, n - 1)
     with torch.no_grad():
-        y_hat = torch.as_tensor(_call(net, data.x_train, keys, values))
+        y_hat = torch.as_tensor(_call(net, data.x_train, keys, values)).detach()
     if y_hat.shape != data.y_train.shape:
         return check(
             False,
@@ -271,6 +388,9 @@ def check_own_pooling(net: Any, data: RegressionData | None = None) -> bool:
     loss = float(((y_hat.double() - data.y_train.double()) ** 2).mean())
     if not np.isfinite(loss):
         return check(False, "your model's predictions are not finite: lower the learning rate.")
+    why_not = _not_attention_pooling(net, data.x_train, keys, values, y_hat)
+    if why_not is not None:
+        return check(False, why_not)
     grid = torch.linspace(0.5, 15, 291, dtype=torch.float64)
     best_single = float(
         leave_one_out_mse(data.x_train.double(), data.y_train.double(), 1 / grid).min()
