@@ -377,15 +377,22 @@ class MultiHeadAttention(nn.Module):
         return self.W_o(self.transpose_output(output))  # (B, n_q, num_hiddens)
 
 
-def unscaled_max_weight(d: int = 256, n_q: int = 1000, n_k: int = 10, seed: int = 0) -> float:
+def unscaled_max_weight(
+    d: int = 256, n_q: int = 1000, n_k: int = 10, seed: int = 0, copies: int = 1
+) -> float:
     """Mean over n_q random queries of the largest weight of softmax(q kᵀ) (no 1/√d) over n_k keys.
 
     Entries of queries and keys are independent N(0, 1); the generator is seeded with `seed`.
+    With `copies` > 1 every key appears that many times, so a query attends over n_k * copies
+    keys of which only n_k are distinct (the draws are the same as with copies=1).
     """
+    if copies < 1:
+        raise ValueError(f"copies must be at least 1, got {copies}")
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(1, n_q, d, generator=gen, dtype=torch.float64)  # (1, n_q, d)
     k = torch.randn(1, n_k, d, generator=gen, dtype=torch.float64)  # (1, n_k, d)
-    weights = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (1, n_q, d) @ (1, d, n_k)
+    k = k.repeat(1, copies, 1)  # (1, n_k * copies, d): the n_k keys, then again, `copies` times
+    weights = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (1, n_q, d) @ (1, d, n_k * copies)
     return weights.max(dim=-1).values.mean().item()
 
 

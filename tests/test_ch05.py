@@ -179,30 +179,82 @@ def test_masked_row(capsys):
     assert _out(ch05.check_masked_row, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
-def _numpy_max_weight(d, n_k):
-    # independent: the same experiment in NumPy from the same torch draws
-    gen = torch.Generator().manual_seed(0)
+def _numpy_max_weight(d, n_k, copies=1, seed=0, scale=1.0):
+    # independent: the same experiment in NumPy float64 from the same torch draws
+    gen = torch.Generator().manual_seed(seed)
     q = torch.randn(1, 1000, d, generator=gen, dtype=torch.float64).numpy()[0]
     k = torch.randn(1, n_k, d, generator=gen, dtype=torch.float64).numpy()[0]
-    s = q @ k.T
+    s = scale * q @ np.tile(k, (copies, 1)).T  # (1000, n_k * copies)
     w = np.exp(s - s.max(1, keepdims=True))
     return (w / w.sum(1, keepdims=True)).max(1).mean()
 
 
-def test_unscaled_max_weight(capsys):
+def _numpy_max_weight_per_query(d, n_k, copies, seed):
+    # chapter 4's set-up (fresh keys for every query) with NumPy's own generator
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((1000, 1, d))
+    k = np.tile(rng.standard_normal((1000, n_k, d)), (1, copies, 1))  # (1000, n_k * copies, d)
+    s = (q * k).sum(-1)  # (1000, n_k * copies)
+    w = np.exp(s - s.max(1, keepdims=True))
+    return (w / w.sum(1, keepdims=True)).max(1).mean()
+
+
+def test_unscaled_max_weight_helper_matches_numpy():
+    for n_k, copies in [(10, 1), (1000, 1), (10, 100), (100, 10)]:
+        got = attention.unscaled_max_weight(64, n_k=n_k, copies=copies)
+        assert got == pytest.approx(_numpy_max_weight(64, n_k, copies), rel=1e-12)
     few, many = _numpy_max_weight(64, 10), _numpy_max_weight(64, 1000)
-    assert attention.unscaled_max_weight(64) == pytest.approx(few)
-    assert attention.unscaled_max_weight(64, n_k=1000) == pytest.approx(many)
-    assert many < few - 0.1  # more keys crowd the top scores: "down", clearly
-    # scaling matters
-    assert attention.unscaled_max_weight(d=2) < 0.6 < attention.unscaled_max_weight()
-    ok, out = _out(ch05.check_unscaled_max_weight, " Down", capsys)
-    assert ok and f"{many:.3f}" in out
-    for wrong in ("up", "same"):
-        ok, out = _out(ch05.check_unscaled_max_weight, wrong, capsys)
-        assert not ok and "Hint" in out and f"{many:.3f}" not in out
-    ok, out = _out(ch05.check_unscaled_max_weight, 0.7, capsys)
-    assert not ok and out.startswith("Not yet:") and "'down'" in out
+    assert many < few - 0.1  # more fresh keys crowd the top scores: the weight falls, clearly
+    assert attention.unscaled_max_weight(d=2) < 0.6 < attention.unscaled_max_weight()  # scaling
+    with pytest.raises(ValueError, match="copies"):
+        attention.unscaled_max_weight(64, copies=0)
+
+
+def test_unscaled_max_weight_accepts_the_reasoned_and_measured_answers(capsys):
+    few = _numpy_max_weight(64, 10)
+    ok, out = _out(ch05.check_unscaled_max_weight, 0.863 / 100, capsys)  # from chapter 4's 0.863
+    assert ok and "Correct" in out and f"{_numpy_max_weight(64, 1000):.2f}" in out
+    assert _out(ch05.check_unscaled_max_weight, torch.tensor(few / 100), capsys)[0]
+    for seed in range(10):  # the copies measured with other draws, shared keys or per query
+        for value in (_numpy_max_weight(64, 10, 100, seed=seed),
+                      _numpy_max_weight_per_query(64, 10, 100, seed)):
+            ok, out = _out(ch05.check_unscaled_max_weight, value, capsys)
+            assert ok, (seed, value, out)
+
+
+def test_unscaled_max_weight_accepts_exactly_the_stated_tolerance(capsys):
+    # the centre: the copies measured in NumPy over seeds 0-9; the exercise states 0.0003
+    centre = np.mean([_numpy_max_weight(64, 10, 100, seed=s) for s in range(10)])
+    few = np.mean([_numpy_max_weight(64, 10, seed=s) for s in range(10)])
+    assert centre == pytest.approx(few / 100, rel=1e-9)  # copies divide the weight, exactly
+    for offset, accepted in [(-2.9e-4, True), (2.9e-4, True), (-3.1e-4, False), (3.1e-4, False)]:
+        assert _out(ch05.check_unscaled_max_weight, centre + offset, capsys)[0] is accepted
+
+
+def test_unscaled_max_weight_rejects_the_wrong_ideas(capsys):
+    few, fresh = _numpy_max_weight(64, 10), _numpy_max_weight(64, 1000)
+    wrong = {
+        "same (copies change nothing)": few,
+        "up (one key takes it all)": 1.0,
+        "divided by 10, not 100": few / 10,
+        "divided by 1000": few / 1000,
+        "uniform over 1000 keys": 1 / 1000,
+        "1000 fresh keys": fresh,
+        "1000 fresh keys, over 100": fresh / 100,
+        "scaled scores, over 100": _numpy_max_weight(64, 10, 100, scale=1 / 8),
+        "d = 16, over 100": _numpy_max_weight(16, 10) / 100,
+        "d = 256 (the helper's default), over 100": _numpy_max_weight(256, 10) / 100,
+    }
+    for idea, value in wrong.items():
+        ok, out = _out(ch05.check_unscaled_max_weight, value, capsys)
+        assert not ok and "Hint" in out, (idea, value, out)
+        assert f"{few / 100:.5f}" not in out and f"{few / 100:.4f}" not in out
+        assert f"{fresh:.2f}" not in out and f"{fresh:.3f}" not in out
+    ok, out = _out(ch05.check_unscaled_max_weight, "down", capsys)
+    assert not ok and out.startswith("Not yet:") and "number" in out
+    ok, out = _out(ch05.check_unscaled_max_weight, 86.3, capsys)  # a percentage
+    assert not ok and out.startswith("Not yet:") and "between 0 and 1" in out
+    assert _out(ch05.check_unscaled_max_weight, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_score_variance_passes_the_derived_and_simulated_answers(capsys):
