@@ -95,11 +95,29 @@ def test_task_alignments(capsys):
 
 
 def test_attention_parameters(capsys):
-    H = 128
-    want = H * H + H * H + H  # W_q (H, H), W_k (H, H), w_v (1, H), no biases
-    assert run_check(ch07.check_attention_parameters, want, capsys)[0]
-    ok, out = run_check(ch07.check_attention_parameters, 2 * 64 * 64 + 64, capsys)
-    assert not ok and "Hint" in out and str(want) not in out
+    # by hand: W_q (H, H), W_k (H, H), w_v (H, 1), no biases; at H = 128 that is 32,896
+    def by_hand(H):
+        return H * H + H * H + H
+
+    assert by_hand(128) == 32896
+    assert run_check(ch07.check_attention_parameters, by_hand, capsys)[0]
+    assert run_check(ch07.check_attention_parameters, lambda H: torch.tensor(by_hand(H)), capsys)[0]
+    for wrong in (
+        lambda H: 2 * H * H,  # w_v forgotten
+        lambda H: 3 * H * H,  # w_v as a square matrix
+        lambda H: 2 * H * H + 2 * H,  # w_v counted twice
+        lambda H: 2 * H * H + 3 * H + 1,  # with biases
+        lambda H: H * H + H,  # one matrix for queries and keys
+        lambda H: 2 * H * 2 * H + H,  # encoder outputs of 2H (both directions at full width)
+        lambda H: 32896,  # the number at H = 128 only
+    ):
+        ok, out = run_check(ch07.check_attention_parameters, wrong, capsys)
+        assert not ok and "Hint" in out and "32896" not in out and "32,896" not in out
+    ok, out = run_check(ch07.check_attention_parameters, lambda H: None, capsys)
+    assert not ok and "replace the None" in out
+    ok, out = run_check(ch07.check_attention_parameters, 32896, capsys)
+    assert not ok and "define a function" in out
+    assert run_check(ch07.check_attention_parameters, None, capsys)[0] is False
 
 
 def test_score_count(capsys):
@@ -152,15 +170,26 @@ def test_greedy_reversal_of_n_letters_calls_the_decoder_n_plus_1_times():
 
 
 def test_parameter_growth(capsys):
-    # independent: the same model built twice never depends on a length
+    # independent: the same model built twice never depends on a length, so it gains nothing;
+    # scores by hand: 15 steps x 14 keys = 210 for 14 letters, 11 x 10 = 110 for 10
     vocab = s2s.NUM_SPECIAL + 10
     sizes = [
         sum(p.numel() for p in s2s.make_seq2seq(vocab, 32, 64, bidirectional=True).parameters())
         for _ in range(2)
     ]
-    assert run_check(ch07.check_parameter_growth, sizes[1] - sizes[0], capsys)[0]
-    ok, out = run_check(ch07.check_parameter_growth, 4 * 64, capsys)
-    assert not ok and "Hint" in out
+    want = (sizes[1] - sizes[0], 15 * 14 - 11 * 10)
+    assert want == (0, 100)
+    for right in (want, list(want), torch.tensor(want), (0.0, 100.0)):
+        assert run_check(ch07.check_parameter_growth, right, capsys)[0]
+    for wrong in ((0, 14 * 14 - 10 * 10), (0, 14 * 13 - 10 * 9), (0, 15 * 15 - 11 * 11),
+                  (0, 4), (0, 210), (0, 15 * 14 - 10 * 10), (4 * 64, 100), (4, 100), (0, 0)):
+        ok, out = run_check(ch07.check_parameter_growth, wrong, capsys)
+        assert not ok and "Hint" in out and "100" not in out
+        assert ("the parameters" in out) == (wrong[0] != 0)
+        assert ("the scores" in out) == (wrong[1] != 100)
+    for malformed in (0, 100, (0,), "0, 100", (0, "a hundred")):
+        ok, out = run_check(ch07.check_parameter_growth, malformed, capsys)
+        assert not ok and "Hint" not in out
     assert run_check(ch07.check_parameter_growth, None, capsys) == (False, REPLACE_NONE + "\n")
 
 

@@ -169,17 +169,33 @@ def check_task_alignments(position: Any) -> bool:
     )
 
 
-@self_check
-def check_attention_parameters(count: Any, num_hiddens: int = 128) -> bool:
-    """Exercise 2: the parameters of the decoder's additive attention for HIDDEN = 128."""
+ATTENTION_WIDTHS = (16, 64, 100, 128)  # exercise 2: HIDDEN values the reader's formula is tried at
+
+
+def _attention_size(num_hiddens: int) -> int:
+    """Parameters of the decoder's additive attention in the chapter's model of that width."""
     model = s2s.make_seq2seq(13, 32, num_hiddens, attention=True, bidirectional=True)
-    want = sum(p.numel() for p in model.decoder.attention.parameters())
+    return sum(p.numel() for p in model.decoder.attention.parameters())
+
+
+@self_check
+def check_attention_parameters(fn: Any) -> bool:
+    """Exercise 2: fn(H) -> the parameters of the decoder's additive attention when HIDDEN is H,
+    tried at several widths."""
+    if not callable(fn):
+        raise ReaderError("define a function attention_parameters(H) that returns a number.")
+    wrong = [
+        H for H in ATTENTION_WIDTHS
+        if as_number(_returned(fn, H), f"attention_parameters({H})") != _attention_size(H)
+    ]
     return check(
-        as_number(count, "your count") == want,
-        f"W_q maps the decoder state ({num_hiddens} numbers) to {num_hiddens} features, W_k maps "
-        f"an encoder output ({num_hiddens}) to {num_hiddens}, w_v maps {num_hiddens} features to "
-        "one score; none has a bias.",
-        "Correct! Compare it with the rest of the model's parameters.",
+        not wrong,
+        f"your count is not right for HIDDEN = {', '.join(str(H) for H in wrong)}. Write down the "
+        "shape of each matrix: W_q reads the decoder state, W_k an encoder output, and both "
+        "write the attention's features; w_v turns those features into one score. None has a "
+        "bias, and every width here is HIDDEN.",
+        "Correct! Quadratic in HIDDEN, like the GRUs' own matrices, and nothing in it depends "
+        "on the sequence length.",
     )
 
 
@@ -192,7 +208,7 @@ def check_score_count(fn: Any) -> bool:
     ok = True
     for n in range(1, 21):
         got = as_number(_returned(fn, n), f"score_count({n})")
-        ok = ok and got == (n + 1) * n  # n + 1 output steps (n letters, EOS) x n source keys
+        ok = ok and got == _scores_to_reverse(n)
     return check(
         ok,
         "each output step asks one query; it is scored against every valid source position. "
@@ -203,16 +219,41 @@ def check_score_count(fn: Any) -> bool:
     )
 
 
+LONGER_INPUT = (10, 14)  # exercise 4: MAX_LEN before and after
+
+
+def _scores_to_reverse(n: int) -> int:
+    """(query, key) scores the attention decoder computes to reverse n letters: n + 1 output
+    steps (the n letters, then EOS), each scored against the n source positions."""
+    return (n + 1) * n
+
+
 @self_check
 def check_parameter_growth(prediction: Any) -> bool:
-    """Exercise 4 (predict first): parameters the attention model gains for MAX_LEN 10 -> 14."""
+    """Exercise 4 (predict first), a pair: the parameters the attention model gains when MAX_LEN
+    goes from 10 to 14, and how many more scores it computes to reverse 14 letters than 10."""
+    if isinstance(prediction, torch.Tensor):
+        prediction = prediction.tolist()
+    if not isinstance(prediction, (tuple, list)) or len(prediction) != 2:
+        raise ReaderError("give a pair of two numbers: (parameters gained, extra scores).")
+    gained = as_number(prediction[0], "the parameters gained")
+    extra = as_number(prediction[1], "the extra scores")
     # `make_seq2seq(vocab_size, embed_size, num_hiddens, ...)` takes no length at all: the
     # vocabulary is set by the alphabet, every weight by the embedding and hidden sizes.
-    growth = 0
+    short, long = LONGER_INPUT
+    want = (0, _scores_to_reverse(long) - _scores_to_reverse(short))
+    hints = []
+    if gained != want[0]:
+        hints.append("for the parameters, go through the shapes of W_q, W_k, w_v, the GRUs, the "
+                     "embeddings and the output layer: which of them mention the source length?")
+    if extra != want[1]:
+        hints.append("for the scores, count the output steps of a reversal of n letters (the "
+                     "step that writes EOS included) and the keys each step scores, for n = 14 "
+                     "and for n = 10, then subtract.")
     return check(
-        as_number(prediction, "your prediction") == growth,
-        "go through the shapes of W_q, W_k, w_v, the GRUs, the embeddings and the output layer: "
-        "which of them mention the source length?",
-        "Correct! Nothing in the model is sized by the sequence length: attention just has more "
-        "keys to weigh, so the same weights handle longer inputs.",
+        not hints,
+        " ".join(hints),
+        "Correct! Nothing in the model is sized by the sequence length: the same weights simply "
+        "weigh more keys at more steps, so the work grows with the square of the length while "
+        "the parameters stay put.",
     )
