@@ -164,37 +164,67 @@ def test_doubled_query_weight(capsys):
     want = math.exp(-4) / (2 + math.exp(-4))
     assert _attend(X, 2 * WQ, WK, WV)[1][0, 0] == pytest.approx(want)
     assert run_check(ch04.check_doubled_query_weight, want, capsys)[0]
-    assert run_check(ch04.check_doubled_query_weight, 0.01, capsys)[0]
-    for wrong in (0.0634, 0.0, 0.5, 0.1268):  # unchanged; dropped to 0; doubled weight
+    assert run_check(ch04.check_doubled_query_weight, round(want, 4), capsys)[0]
+    wrong_ideas = (
+        0.01,  # "about 0.01": a guess from the order of magnitude
+        math.exp(-2) / (2 + math.exp(-2)),  # W_q not doubled: 0.0634
+        0.0,  # dropped to zero, like the copied answer
+        0.5,
+        math.exp(-4) / (1 + math.exp(-4)),  # one rival instead of two
+        math.exp(-8) / (2 + math.exp(-8)),  # scores quadrupled
+        2 * math.exp(-2) / (2 + math.exp(-2)),  # doubled weight
+    )
+    for wrong in wrong_ideas:
         ok, out = run_check(ch04.check_doubled_query_weight, wrong, capsys)
-        assert not ok and "Hint" in out and "0.009" not in out
+        assert not ok and "Hint" in out and "0.009" not in out, wrong
     ok, out = run_check(ch04.check_doubled_query_weight, 2, capsys)
     assert not ok and "between 0 and 1" in out
     assert run_check(ch04.check_doubled_query_weight, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
-def test_cross_weights(capsys):
-    z = np.eye(4)
-    want = _softmax((X @ WQ) @ (z @ WK).T)  # (3, 4): the queries of x over the keys of z
-    assert want.shape == (3, 4)
-    assert run_check(ch04.check_cross_weights, want, capsys)[0]
-    assert run_check(ch04.check_cross_weights, torch.tensor(want, dtype=torch.float32), capsys)[0]
-    ok, out = run_check(ch04.check_cross_weights, want.T, capsys)  # keys as rows
-    assert not ok and "queries are rows" in out
-    self_weights = _attend(X, WQ, WK, WV)[1]  # self-attention's weights
-    ok, out = run_check(ch04.check_cross_weights, self_weights, capsys)
-    assert not ok and "shape" in out
-    ok, out = run_check(ch04.check_cross_weights, _softmax((z @ WQ) @ (X @ WK).T).T, capsys)
-    assert not ok and "Hint" in out  # the roles swapped back: z queries x, transposed to fit
-    ok, out = run_check(ch04.check_cross_weights, want + 0.01, capsys)
-    assert not ok and "Hint" in out and f"{want[0, 0]:.4f}" not in out
-    ok, out = run_check(ch04.check_cross_weights, "weights", capsys)
+def _over_one_hot_keys(wk: np.ndarray) -> np.ndarray:
+    """(3, 4): the weights of x's queries over the keys of z = eye(4), by hand in float64."""
+    return _softmax((X @ WQ) @ (np.eye(4) @ wk).T)
+
+
+def test_one_hot_key_row(capsys):
+    # the keys of one-hot z are the rows of W_k; query 0's scores over them are [2, 1, 0, 1]
+    assert np.array_equal(np.eye(4) @ WK, WK)
+    np.testing.assert_allclose((X @ WQ)[0] @ WK.T, [2, 1, 0, 1])
+    good = WK.copy()
+    good[2] = [3.0, -4.0, 0.0]  # query 0 scores it 3; queries 1 and 2 score it -2 and 2
+    w = _over_one_hot_keys(good)
+    assert w[0].argmax() == 2 and w[1].argmax() != 2 and w[2].argmax() != 2
+    assert run_check(ch04.check_one_hot_key_row, good, capsys)[0]
+    assert run_check(ch04.check_one_hot_key_row, torch.tensor(good, dtype=torch.float32),
+                     capsys)[0]
+    other = WK.copy()
+    other[2] = [10.0, -20.0, 0.0]  # another aim that works
+    assert run_check(ch04.check_one_hot_key_row, other, capsys)[0]
+    for row in ([5.0, 5.0, 5.0], [0.0, 0.0, 4.0], [0.0, -2.0, 2.0], [2.0, -3.0, 0.0]):
+        bad = WK.copy()
+        bad[2] = row  # too long (wins every query), or aimed so that query 2 prefers it, or a tie
+        w = _over_one_hot_keys(bad)
+        assert not (w[0, 2] > np.delete(w[0], 2).max() and w[1, 2] < np.delete(w[1], 2).max()
+                    and w[2, 2] < np.delete(w[2], 2).max())
+        ok, out = run_check(ch04.check_one_hot_key_row, bad, capsys)
+        assert not ok and "Hint" in out and "row 2" not in out, row
+    for r in (0, 1, 3):  # a row that is not key 2 cannot make key 2 win
+        bad = WK.copy()
+        bad[r] = [0.0, 0.0, -5.0]
+        ok, out = run_check(ch04.check_one_hot_key_row, bad, capsys)
+        assert not ok and f"row {r}" in out and "row 2" not in out
+    two = good.copy()
+    two[0] = [0.0, 0.0, 0.0]
+    ok, out = run_check(ch04.check_one_hot_key_row, two, capsys)
+    assert not ok and "exactly one row" in out
+    ok, out = run_check(ch04.check_one_hot_key_row, WK, capsys)
+    assert not ok and "exactly one row" in out
+    ok, out = run_check(ch04.check_one_hot_key_row, _over_one_hot_keys(good), capsys)
+    assert not ok and "shape" in out  # the weights are not the answer asked for
+    ok, out = run_check(ch04.check_one_hot_key_row, "w_key", capsys)
     assert not ok and "tensor" in out
-    # another z gives its own weights
-    z2 = np.array([[1.0, 1, 0, 0]])
-    assert ch04.check_cross_weights(_softmax((X @ WQ) @ (z2 @ WK).T), z2)
-    capsys.readouterr()
-    assert run_check(ch04.check_cross_weights, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch04.check_one_hot_key_row, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_self_attending_key(capsys):
@@ -207,7 +237,7 @@ def test_self_attending_key(capsys):
         bad = WK.copy()
         bad[r, c] = v
         ok, out = run_check(ch04.check_self_attending_key, bad, capsys)
-        assert not ok and "Hint" in out and "-2" not in out
+        assert not ok and "Hint" in out and "-2" not in out and "Rows 0 and 2" not in out
     two = good.copy()
     two[3, 0] = 0.0
     ok, out = run_check(ch04.check_self_attending_key, two, capsys)

@@ -15,14 +15,14 @@ from matplotlib.figure import Figure
 
 from helpers.attention import self_attention_steps, worked_example
 from helpers.plotting import freeze_background
-from helpers.ui.checks import ReaderError, as_number, as_tensor, check, matches, self_check
+from helpers.ui.checks import ReaderError, as_number, as_tensor, check, self_check
 from helpers.ui.explorer import EXPLORER_DPI, build_explorer
 
 __all__ = [
     "EXPLORER_DEMOS",
-    "check_cross_weights",
     "check_doubled_query_weight",
     "check_flattening_divisor",
+    "check_one_hot_key_row",
     "check_self_attending_key",
     "entry_options",
     "self_attention_stepper",
@@ -234,40 +234,77 @@ def _doubled_query_weight() -> float:
     return self_attention_steps(x, 2 * wq, wk, wv).weights[0, 0].item()
 
 
+DOUBLED_QUERY_RTOL = 0.02  # exercise 2: rejects "about 0.01" (10 % off) and e^-2 / (2 + e^-2)
+
+
 @self_check
 def check_doubled_query_weight(prediction: Any) -> bool:
-    """Exercise 2 (predict first): query 0's weight on key 0 after doubling every entry of W_q."""
+    """Exercise 2 (predict first): query 0's weight on key 0 after doubling every entry of W_q,
+    e^-4 / (2 + e^-4) = 0.00907, to within 2 %."""
     got = as_number(prediction, "your prediction")
     if not 0 <= got <= 1:
         raise ReaderError("a weight lies between 0 and 1.")
+    want = _doubled_query_weight()
     return check(
-        abs(got - _doubled_query_weight()) <= 0.005,
+        abs(got - want) <= DOUBLED_QUERY_RTOL * want,
         "doubling W_q doubles every query, so every score of query 0 doubles. Start from the "
-        "scores of step 4, subtract the largest, and take the softmax.",
+        "scores of step 4, subtract the largest, and take the softmax; round only at the end "
+        "(the check asks for 2 %).",
         "Correct! Larger queries sharpen the softmax: the small weight shrinks further. A "
         "learned W_q can set how peaked attention is.",
     )
 
 
+def _one_hot_key_row_solves(w_key: torch.Tensor) -> bool:
+    """Over the keys eye(4) @ w_key, query 0 of the worked example puts its largest weight on
+    key 2, and queries 1 and 2 each put more weight on some other key than on key 2."""
+    x, wq, _, _ = worked_example(torch.float64)
+    z = torch.eye(4, dtype=torch.float64)
+    weights = torch.softmax((x @ wq) @ (z @ w_key).T, dim=-1)  # (3, 4): x's queries, z's keys
+    others = weights[:, [0, 1, 3]].max(dim=1).values  # (3,): each query's best other key
+    margin = 1e-9
+    return bool(
+        weights[0, 2] > others[0] + margin
+        and weights[1, 2] < others[1] - margin
+        and weights[2, 2] < others[2] - margin
+    )
+
+
 @self_check
-def check_cross_weights(weights: Any, z: Any = None) -> bool:
-    """Exercise 3: weights (3, m) of x's queries over keys z @ W_k (z: (m, 4), default eye(4))."""
-    x, wq, wk, _ = worked_example(torch.float64)
-    z = torch.eye(4, dtype=torch.float64) if z is None else torch.as_tensor(z).double()
-    want = torch.softmax((x @ wq) @ (z @ wk).T, dim=-1)  # (3, 3) @ (3, m) -> (3, m)
-    got = as_tensor(weights, "your weights", torch.float64)
-    if got.shape == want.T.shape and got.shape != want.shape:
+def check_one_hot_key_row(w_key: Any) -> bool:
+    """Exercise 3: W_k (4, 3) with one row changed so that, over the keys of the one-hot z =
+    eye(4), query 0 gives key 2 its largest weight and queries 1 and 2 do not.
+
+    Only row 2 can do it (the key of one-hot z_r is row r of W_k, and rows 1 and 3 both score
+    1 > 0 for query 0), and a key that is merely long wins every query: the reader has to aim it.
+    """
+    _, _, wk, _ = worked_example(torch.float64)
+    new = as_tensor(w_key, "your W_k", torch.float64)
+    if new.shape != wk.shape:
+        raise ReaderError(f"your W_k has shape {tuple(new.shape)}; W_k has shape (4, 3).")
+    if not torch.isfinite(new).all():
+        raise ReaderError("your W_k has entries that are not finite numbers.")
+    rows = [r for r in range(4) if not torch.equal(new[r], wk[r])]
+    if len(rows) != 1:
         return check(
             False,
-            "queries are rows and keys are columns: one row per query (the three inputs of x), "
-            "one column per key (the rows of z).",
+            f"change exactly one row of w_key (you changed {len(rows)}). z is one-hot: what is "
+            "z[r] @ W_k?",
+        )
+    if rows != [2]:
+        return check(
+            False,
+            f"you changed row {rows[0]} of w_key. z is one-hot, so z[r] @ W_k is one row of W_k: "
+            "which row becomes the key that query 0 must prefer?",
         )
     return check(
-        matches(got, want, atol=1e-4, name="your weights"),
-        "this time the queries come from x times w_query, and the keys from z times w_key; "
-        "the softmax runs over the keys of each query.",
-        "Correct! As many rows as queries and as many columns as keys; the outputs, one per "
-        "query, have the values' width whatever the number of keys.",
+        _one_hot_key_row_solves(new),
+        "write down the three queries (step 3) and the other three keys. The new key must score "
+        "higher with query 0 than its other keys do, but lower with queries 1 and 2 than their "
+        "best other key. A key that is merely long wins every query: compare the three queries "
+        "entry by entry.",
+        "Correct! With one-hot inputs each key is one row of W_k, set on its own. In exercise 4 "
+        "the inputs are not one-hot, and a row of W_k reaches several keys at once.",
     )
 
 
@@ -290,9 +327,9 @@ def check_self_attending_key(w_key: Any) -> bool:
     weights = self_attention_steps(x, wq, new, wv).weights[0]  # (3,)
     return check(
         int(weights.argmax()) == 0 and weights[0].item() > weights[1:].max().item() + 1e-9,
-        "key j is input j times W_k, so row r of W_k reaches key j only when input j has a "
-        "non-zero entry r. Rows 0 and 2 feed keys 0 and 2 alike; look for a row that lowers "
-        "the rivals of key 0 without touching it.",
+        "key j is input j times W_k, so row r of W_k reaches key j only when entry r of input "
+        "j is non-zero. For each row, list the keys it reaches, and what changing one of its "
+        "entries does to query 0's three scores.",
         "Correct! With its own W_k, a key can be made to match or miss a query: queries and "
         "keys play different roles.",
     )
