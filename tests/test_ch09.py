@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -119,21 +121,26 @@ def test_demo_builds_from_an_untrained_model():
 # --- the planted bugs ------------------------------------------------------------------------
 
 
-def test_property_tests_tell_the_blocks_apart(capsys):
+def test_property_tests_leave_two_kinds_of_bug_ambiguous(capsys):
     report = ch09.property_report()
     out = capsys.readouterr().out
     assert "FAIL" in out
     assert report["correct"] == {"is_causal": True, "output_is_normalised": True,
                                  "matches_sdpa": True}
-    # A: width scale, B: residual after the norm, C: triu mask
-    assert report["A"] == {"is_causal": True, "output_is_normalised": True,
-                           "matches_sdpa": False}
+    only_sdpa = {"is_causal": True, "output_is_normalised": True, "matches_sdpa": False}
+    # A: width scale; D: a window mask (still causal); F: no scale. The same failures for all
+    # three, so the table alone cannot name their bugs.
+    assert report["A"] == report["D"] == report["F"] == only_sdpa
     assert report["B"] == {"is_causal": True, "output_is_normalised": False,
                            "matches_sdpa": True}
-    assert report["C"]["is_causal"] is False and report["C"]["matches_sdpa"] is False
-    assert report["D"]["is_causal"] is False and report["D"]["output_is_normalised"] is True
+    assert report["C"] == {"is_causal": False, "output_is_normalised": True,
+                           "matches_sdpa": False}
     assert report["E"] == report["correct"]
-    assert report["F"] == report["A"]
+
+
+def test_planted_blocks_do_not_announce_their_bugs():
+    docs = {getattr(ch09, f"PlantedBlock{k}").__doc__ for k in "ABCDEF"}
+    assert len(docs) == 1
 
 
 def test_correct_tiny_block_equals_a_float64_formula():
@@ -176,7 +183,17 @@ def test_encoder_block_parameters(capsys):
     for d, f, h in ((32, 64, 4), (48, 96, 6), (8, 40, 2)):  # the formula against a real block
         assert formula(d, f, h) == _count_by_building(d, f, h)
     assert formula(32, 64, 4) == 8416
-    assert run_check(ch09.check_encoder_block_parameters, formula, capsys)[0]
+    ok, out = run_check(ch09.check_encoder_block_parameters, formula, capsys)
+    assert ok and "half" in out and "two thirds" in out
+    # the praise's shares, counted on real blocks: the FFN's share is near 1/2 at f = 2d, 2/3 at 4d
+    from helpers.transformer import TransformerEncoderBlock
+
+    for f_over_d, share in ((2, 1 / 2), (4, 2 / 3)):
+        blk = TransformerEncoderBlock(256, f_over_d * 256, 4, 0.0)
+        with torch.no_grad():
+            blk(torch.zeros(1, 1, 256))
+        ffn = sum(p.numel() for p in blk.ffn.parameters())
+        assert ffn / sum(p.numel() for p in blk.parameters()) == pytest.approx(share, abs=0.01)
     assert run_check(
         ch09.check_encoder_block_parameters, lambda d, f, h: float(formula(d, f, h)), capsys
     )[0]
@@ -233,31 +250,54 @@ def test_causal_mask(capsys):
     assert not ok and REPLACE_NONE in out
 
 
-def _bugs_from_properties(report):
-    """Name each block's bug from the property table alone (residual: output not normalised;
-    mask: not causal; scale: weights differ from SDPA but causal; none: passes all)."""
+def _bugs_from_properties_and_weights():
+    """Name each block's bug independently of the module's answer key: the property table first
+    (residual: output not normalised; mask: not causal), then, for blocks that only disagree with
+    SDPA, float64 attention weights recomputed by hand from the block's projections: a mask bug
+    leaves the full softmax of correctly scaled scores on the allowed keys and zeros below the
+    diagonal; a scale bug gives weights equal to softmax(c · q k^T) over the causal keys for a
+    c other than 1/sqrt(head width)."""
+    report = ch09.property_report()
     names = {}
-    for block, row in report.items():
-        if block == "correct":
-            continue
+    for block_name in "ABCDEF":
+        row = report[block_name]
         if not row["output_is_normalised"]:
-            names[block] = "residual"
+            names[block_name] = "residual"
         elif not row["is_causal"]:
-            names[block] = "mask"
-        elif not row["matches_sdpa"]:
-            names[block] = "scale"
+            names[block_name] = "mask"
+        elif row["matches_sdpa"]:
+            names[block_name] = "none"
         else:
-            names[block] = "none"
+            torch.manual_seed(0)
+            blk = getattr(ch09, f"PlantedBlock{block_name}")().double()
+            X = torch.randn(1, 6, 16, dtype=torch.float64)
+            with torch.no_grad():
+                w = blk.weights(X)[0].numpy()  # (heads, T, T)
+                W_q, W_k = blk.W_q.weight.T.detach(), blk.W_k.weight.T.detach()
+            lower = np.tril(np.ones((6, 6), dtype=bool))
+            hides_past = bool((w[:, lower] == 0).any())
+            q = (X[0] @ W_q).reshape(6, 2, 8).transpose(0, 1).numpy()
+            k = (X[0] @ W_k).reshape(6, 2, 8).transpose(0, 1).numpy()
+            raw = q @ k.transpose(0, 2, 1)  # (heads, T, T), unscaled
+            raw = np.where(lower, raw, -np.inf)
+            fits = []
+            for c in (1 / math.sqrt(16), 1.0):  # the full width, no factor
+                e = np.exp(c * raw - (c * raw).max(-1, keepdims=True))
+                fits.append(np.allclose(e / e.sum(-1, keepdims=True), w, atol=1e-9))
+            assert hides_past != any(fits)  # exactly one explanation holds
+            names[block_name] = "mask" if hides_past else "scale"
     return names
 
 
 def test_find_the_bug(capsys):
-    right = _bugs_from_properties(ch09.property_report())
+    right = _bugs_from_properties_and_weights()
     capsys.readouterr()
     assert right == {"A": "scale", "B": "residual", "C": "mask", "D": "mask", "E": "none",
                      "F": "scale"}
     assert run_check(ch09.check_find_the_bug, right, capsys)[0]
-    for key, bug in (("A", "mask"), ("E", "scale"), ("D", "none")):
+    # the three blocks that fail only the SDPA comparison, named from that failure alone
+    for key, bug in (("A", "mask"), ("E", "scale"), ("D", "none"), ("D", "scale"),
+                     ("F", "mask")):
         ok, out = run_check(ch09.check_find_the_bug, {**right, key: bug}, capsys)
         assert not ok and "Hint" in out and " of 6" not in out and "5 of" not in out
     ok, out = run_check(ch09.check_find_the_bug, {**right, "A": "typo"}, capsys)

@@ -150,7 +150,7 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"attention": _demo_atte
 
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 3: three blocks, each with one planted bug
+# Exercise 3: six blocks, each with at most one planted bug
 # ---------------------------------------------------------------------------------------------
 
 
@@ -202,21 +202,21 @@ class TinyCausalBlock(nn.Module):
 
 
 class PlantedBlockA(TinyCausalBlock):
-    """TinyCausalBlock with one bug."""
+    """TinyCausalBlock with one bug, or none."""
 
     def scale(self) -> float:
         return 1 / math.sqrt(self.num_hiddens)
 
 
 class PlantedBlockB(TinyCausalBlock):
-    """TinyCausalBlock with one bug."""
+    """TinyCausalBlock with one bug, or none."""
 
     def add_norm(self, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         return self.ln(X) + Y
 
 
 class PlantedBlockC(TinyCausalBlock):
-    """TinyCausalBlock with one bug."""
+    """TinyCausalBlock with one bug, or none."""
 
     def mask(self, T: int) -> torch.Tensor:
         return torch.triu(torch.ones(T, T, dtype=torch.bool))
@@ -226,7 +226,8 @@ class PlantedBlockD(TinyCausalBlock):
     """TinyCausalBlock with one bug, or none."""
 
     def mask(self, T: int) -> torch.Tensor:
-        return torch.ones(T, T, dtype=torch.bool)
+        ones = torch.ones(T, T, dtype=torch.bool)
+        return torch.tril(ones) & torch.triu(ones, diagonal=-2)
 
 
 class PlantedBlockE(TinyCausalBlock):
@@ -355,8 +356,9 @@ def check_encoder_block_parameters(fn: Any) -> bool:
         "biases), the FFN's two dense layers (d -> f and f -> d, each with a bias), and two "
         "LayerNorms (each has a scale and a shift per feature). Does the number of heads change "
         "any of them?",
-        "Correct! The heads split the projections, they do not add parameters; and the FFN holds "
-        "about half of the block's parameters, although it never mixes positions.",
+        "Correct! The heads split the projections, they do not add parameters. The FFN holds "
+        "about half of the block's parameters here (f = 2d: 4d² of about 8d²), and two thirds "
+        "with the usual f = 4d (8d² of about 12d²), although it never mixes positions.",
     )
 
 
@@ -415,10 +417,13 @@ def check_find_the_bug(answer: Any) -> bool:
             )
     return check(
         all(answer[k] == bug for k, (bug, _) in _PLANTED.items()),
-        "not every block is named right (the check does not say which). For each bug, work out "
-        "which of the three property tests it must break and which it cannot: a residual in the "
-        "wrong place, a mask that lets positions see the wrong keys, a wrong factor on the "
-        "scores. Then read ch09.property_report() row by row, or read the code with inspect.",
+        "not every block is named right (the check does not say which). For each kind of bug, "
+        "work out which of the three property tests it must break and which it cannot. Where two "
+        "kinds would fail the same tests, the failures alone cannot decide: look at what those "
+        "blocks compute, their attention weights block.weights(X), or at their code.",
         "Correct! Each bug leaves the shapes right and the code running: only a property test "
-        "finds it.",
+        "finds it, and a test that fails says that something is wrong, not always what. A mask "
+        "that hides keys and a wrong factor on the scores both break only the comparison with "
+        "SDPA; the weights tell them apart (exact zeros below the diagonal, or every row "
+        "sharper or flatter than it should be).",
     )
