@@ -170,13 +170,61 @@ def _out(check, answer, capsys):
     return result, capsys.readouterr().out
 
 
+def _np_masked_row(scores, valid_len):
+    # independent: NumPy float64 from the definition (softmax over the first valid_len scores)
+    s = np.asarray(scores, dtype=np.float64)
+    n = min(valid_len, len(s))
+    w = np.zeros_like(s)
+    w[:n] = np.exp(s[:n]) / np.exp(s[:n]).sum()
+    return w
+
+
 def test_masked_row(capsys):
     e1, e2 = math.exp(1), math.exp(2)
-    ok, _ = _out(ch05.check_masked_row, [e1 / (e1 + e2), e2 / (e1 + e2), 0, 0], capsys)
-    assert ok
-    ok, out = _out(ch05.check_masked_row, torch.softmax(torch.tensor([1.0, 2, 3, 4]), 0), capsys)
-    assert not ok and "Hint" in out and "0.2689" not in out
+    want = [e1 / (e1 + e2), e2 / (e1 + e2), 0, 0]  # by hand
+    np.testing.assert_allclose(_np_masked_row([1, 2, 3, 4], 2), want)
+    assert _out(ch05.check_masked_row, lambda s, n: list(_np_masked_row(s, n)), capsys)[0]
+    assert _out(ch05.check_masked_row, lambda s, n: torch.tensor(_np_masked_row(s, n)), capsys)[0]
+    wrong = {
+        "no mask": lambda s, n: _np_masked_row(s, len(s)),
+        "softmax over all, masked after": lambda s, n: np.where(
+            np.arange(len(s)) < n, np.exp(s) / np.exp(s).sum(), 0),
+        "uniform for length 0 (d2l)": lambda s, n: (
+            np.full(len(s), 1 / len(s)) if n == 0 else _np_masked_row(s, n)),
+        "valid ones only, no zeros": lambda s, n: _np_masked_row(s, n)[:n],
+        "off by one": lambda s, n: _np_masked_row(s, n + 1),
+    }
+    for idea, fn in wrong.items():
+        ok, out = _out(ch05.check_masked_row, fn, capsys)
+        assert not ok and "Not yet" in out and "0.2689" not in out, (idea, out)
     assert _out(ch05.check_masked_row, None, capsys) == (False, REPLACE_NONE + "\n")
+    ok, out = _out(ch05.check_masked_row, [0.2689, 0.7311, 0, 0], capsys)  # numbers, no function
+    assert not ok and "function" in out
+
+
+def test_masked_row_refuses_masked_softmax_and_restores_it(capsys):
+    from helpers.attention import masked_softmax
+
+    # a notebook's namespace, where the set-up cell imported masked_softmax: the call exercise 1
+    # forbids, through the imported name and through the module
+    notebook = {"masked_softmax": masked_softmax, "torch": torch, "attention": attention}
+    exec(
+        "def pasted(scores, valid_len):\n"
+        "    return masked_softmax(torch.tensor([[scores]]), torch.tensor([valid_len]))[0, 0]\n"
+        "def via_module(scores, valid_len):\n"
+        "    lens = torch.tensor([valid_len])\n"
+        "    return attention.masked_softmax(torch.tensor([[scores]]), lens)[0, 0]\n",
+        notebook,
+    )
+    pasted, via_module = notebook["pasted"], notebook["via_module"]
+    for fn in (pasted, via_module):
+        ok, out = _out(ch05.check_masked_row, fn, capsys)
+        assert not ok and "without masked_softmax" in out
+    assert notebook["masked_softmax"] is masked_softmax  # both restored afterwards
+    assert attention.masked_softmax is masked_softmax
+    torch.testing.assert_close(
+        attention.masked_softmax(torch.tensor([[[1.0, 2, 3, 4]]]), torch.tensor([2]))[0, 0],
+        torch.tensor(_np_masked_row([1, 2, 3, 4], 2), dtype=torch.float32))
 
 
 def _numpy_max_weight(d, n_k, copies=1, seed=0, scale=1.0):
@@ -269,6 +317,8 @@ def test_score_variance_passes_the_derived_and_simulated_answers(capsys):
     for wrong in (1, 64, 128):  # centred keys; no 1/√d; no 1/√d and off-centre
         ok, out = _out(ch05.check_score_variance, wrong, capsys)
         assert not ok and "Hint" in out and "= 2" not in out
+        for step in ("mean²", "variance + mean", "E[k_i²]", "(1 + 1)", "= 2"):
+            assert step not in out  # the hint points at the idea, not the derivation
 
 
 def test_causal_lengths(capsys):

@@ -6,6 +6,7 @@ The scores and weights it draws come from `helpers.attention` (`scoring_weights`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import ipywidgets as widgets
 import torch
 from matplotlib.figure import Figure
 
+from helpers import attention
 from helpers.attention import (
     SCORING_FUNCTIONS,
     AdditiveAttention,
@@ -27,6 +29,7 @@ from helpers.ui.explorer import build_explorer
 
 __all__ = [
     "EXPLORER_DEMOS",
+    "MASKED_ROWS",
     "check_causal_lengths",
     "check_masked_row",
     "check_score_variance",
@@ -141,15 +144,70 @@ EXPLORER_DEMOS: dict[str, Callable[[], widgets.VBox]] = {"scoring": _demo_scorin
 # ---------------------------------------------------------------------------------------------
 
 
+# Exercise 1's rows: (scores, valid length); the last two are the edge cases of section 5.2
+MASKED_ROWS = (
+    ([1.0, 2.0, 3.0, 4.0], 2),
+    ([0.5, -1.0, 2.0], 3),
+    ([3.0, 1.0, 2.0, 0.0, 5.0], 1),
+    ([2.0, 2.0, 7.0, -3.0], 3),
+    ([1.0, 2.0, 3.0], 0),
+    ([2.0, 0.0, 1.0], 5),
+)
+
+
+def _masked_row_reference(scores: list[float], valid_len: int) -> list[float]:
+    """The weights of one row, from the definition: a softmax over the first valid_len scores."""
+    n = min(valid_len, len(scores))
+    exps = [math.exp(s) for s in scores[:n]]
+    return [e / sum(exps) for e in exps] + [0.0] * (len(scores) - n)
+
+
+@contextlib.contextmanager
+def _without_masked_softmax(fn: Callable[..., Any]):
+    """While the reader's fn runs, `masked_softmax` (in fn's globals and in helpers.attention)
+    raises a ReaderError: the exercise asks for the weights without it."""
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise ReaderError("exercise 1 asks for the weights without masked_softmax: use math.exp "
+                          "on the valid scores.")
+
+    namespaces = [vars(attention)]
+    fn_globals = getattr(fn, "__globals__", None)
+    if isinstance(fn_globals, dict) and fn_globals is not vars(attention):
+        namespaces.append(fn_globals)
+    saved = [(ns, ns["masked_softmax"]) for ns in namespaces if "masked_softmax" in ns]
+    try:
+        for ns, _ in saved:
+            ns["masked_softmax"] = unavailable
+        yield
+    finally:
+        for ns, original in saved:
+            ns["masked_softmax"] = original
+
+
 @self_check
-def check_masked_row(weights: Any) -> bool:
-    """Exercise 1: the weights of the scores [1, 2, 3, 4] with valid length 2 (four numbers)."""
-    want = torch.tensor([math.exp(1), math.exp(2), 0.0, 0.0]) / (math.exp(1) + math.exp(2))
+def check_masked_row(masked_weights: Any) -> bool:
+    """Exercise 1: `masked_weights(scores, valid_len)`, the attention weights of one row of scores
+    (a list) with valid length valid_len, written with math.exp and without masked_softmax.
+
+    Tried on the rows of MASKED_ROWS, with masked_softmax unavailable while it runs.
+    """
+    if not callable(masked_weights):
+        raise ReaderError("pass your function masked_weights itself (no parentheses).")
+    ok = True
+    with _without_masked_softmax(masked_weights):
+        for scores, valid_len in MASKED_ROWS:
+            got = masked_weights(list(scores), valid_len)
+            want = torch.tensor(_masked_row_reference(scores, valid_len), dtype=torch.float64)
+            ok = ok and matches(got, want, atol=1e-6, name="your weights")
     return check(
-        matches(weights, want, atol=1e-3, name="weights"),
-        "four weights; keys from index 2 on get exactly 0, and the first two are a softmax over "
-        "the valid scores only (they sum to 1).",
-        "Correct! Masked keys get exactly zero; the valid ones share all the weight.",
+        ok,
+        "your function is tried on several rows, short and long lengths included. One weight per "
+        "score; keys from index valid_len on get exactly 0, and the valid ones are a softmax over "
+        "the valid scores only. Section 5.2 says what a length of 0, or one larger than the row, "
+        "must give.",
+        "Correct! Masked keys get exactly zero; the valid ones share all the weight, and a row "
+        "with no valid key gets no weight at all.",
     )
 
 
@@ -213,9 +271,10 @@ def check_score_variance(variance: Any, d: int = 64) -> bool:
     """
     return check(
         abs(as_number(variance, "your variance") - _scaled_score_variance(d)) <= 0.1,
-        "q kᵀ is a sum of d independent products q_i k_i. Each has mean E[q_i] E[k_i] and "
-        "variance E[q_i² k_i²] - (E[q_i k_i])²; for k_i, E[k_i²] = variance + mean². If you "
-        "simulate, use at least 10,000 pairs and divide each score by √d.",
+        "q kᵀ is a sum of d independent products q_i k_i, so start from the variance of one "
+        "product. With centred keys it is 1; ask what a key's mean of 1 adds to it (the "
+        "variance of a product is not the product of the variances). If you simulate, use at "
+        "least 10,000 pairs and divide each score by √d.",
         "Correct! Keys that are not centred double the variance the 1/√d was sized for: one "
         "reason Transformers normalise their inputs.",
     )
