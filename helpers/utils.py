@@ -21,8 +21,8 @@ __all__ = [
 ]
 
 MIN_PYTHON = (3, 10)  # pyproject.toml's requires-python
-# The supported range of PyTorch, >=2.5,<3 (pyproject.toml's [tool.attention-book] torch).
-MIN_TORCH = (2, 5)
+# The supported range of PyTorch, >=2.9,<3 (pyproject.toml's [tool.attention-book] torch).
+MIN_TORCH = (2, 9)
 TORCH_BELOW = (3, 0)
 
 

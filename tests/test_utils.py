@@ -42,7 +42,7 @@ def test_one_supported_range_of_torch_and_python_in_every_project_file():
 
     root = Path(__file__).resolve().parent.parent
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
-    spec = pyproject["tool"]["attention-book"]["torch"]  # e.g. ">=2.5,<3"
+    spec = pyproject["tool"]["attention-book"]["torch"]  # e.g. ">=2.9,<3"
     low, below = re.fullmatch(r">=([\d.]+),<([\d.]+)", spec).groups()
     req = (root / "requirements.txt").read_text()
     assert re.search(r"^torch(\S*)", req, re.M).group(1) == spec, "requirements.txt"
@@ -66,13 +66,13 @@ def test_the_generated_set_up_cell_checks_the_torch_range(monkeypatch):
 
     assert booksettings.torch_bounds() == (helpers.utils.MIN_TORCH, helpers.utils.TORCH_BELOW)
     source = booksettings.setup_cell_source()
-    cases = (("2.4.1", False), ("2.5.0", True), ("2.14.1+cu130", True), ("3.0.0", False))
+    cases = (("2.8.1", False), ("2.9.0", True), ("2.14.1+cu130", True), ("3.0.0", False))
     for version, ok in cases:
         monkeypatch.setattr(torch, "__version__", version)
         if ok:
             exec(source, {})
         else:
-            with pytest.raises(RuntimeError, match=f"supports PyTorch >=2.5,<3, found {version}"):
+            with pytest.raises(RuntimeError, match=f"supports PyTorch >=2.9,<3, found {version}"):
                 exec(source, {})
 
 
@@ -86,8 +86,8 @@ def test_book_setup_seeds_and_names_the_device(capsys):
 
 
 def test_book_setup_refuses_an_old_torch(monkeypatch):
-    monkeypatch.setattr(torch, "__version__", "2.4.1+cpu")
-    with pytest.raises(RuntimeError, match=r"PyTorch 2.5 or newer, below 3.0; found 2.4.1"):
+    monkeypatch.setattr(torch, "__version__", "2.8.1+cpu")
+    with pytest.raises(RuntimeError, match=r"PyTorch 2.9 or newer, below 3.0; found 2.8.1"):
         helpers.book_setup()
     monkeypatch.setattr(torch, "__version__", "3.0.0")
     with pytest.raises(RuntimeError, match=r"below 3.0; found 3.0.0"):

@@ -46,16 +46,16 @@ def install_target() -> str:
 
 
 def torch_range() -> str:
-    """The supported PyTorch range, e.g. '>=2.5,<3' ([tool.attention-book] torch)."""
+    """The supported PyTorch range, e.g. '>=2.9,<3' ([tool.attention-book] torch)."""
     return settings()["torch"]
 
 
 def torch_bounds() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """'>=2.5,<3' -> ((2, 5), (3, 0)): the range as (lowest allowed, first refused) versions."""
+    """'>=2.9,<3' -> ((2, 9), (3, 0)): the range as (lowest allowed, first refused) versions."""
     spec = torch_range()
     m = re.fullmatch(r">=(\d+)\.(\d+),<(\d+)(?:\.(\d+))?", spec)
     if not m:
-        raise ValueError(f"[tool.attention-book] torch must look like '>=2.5,<3', got {spec!r}")
+        raise ValueError(f"[tool.attention-book] torch must look like '>=2.9,<3', got {spec!r}")
     low = (int(m[1]), int(m[2]))
     return low, (int(m[3]), int(m[4] or 0))
 
