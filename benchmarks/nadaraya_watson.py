@@ -7,9 +7,10 @@ sizes, and the fused-attention path), naive softmax, statsmodels.
 For n_q queries and n_k keys a dense method evaluates n_q * n_k exponentials, so the floor is
 n_q * n_k / (this machine's `torch.exp` rate, float32, measured just before each row), and each
 time is reported as a multiple of it. Fast runs are repeated and the best is kept. Peak extra
-memory is the rise of the process's resident set (VmHWM after resetting it through
-/proc/self/clear_refs; Linux only), with glibc told to map every allocation above 128 kB
-separately so that freed memory really leaves the resident set between measurements. Max error
+memory is the rise of the process's resident set while the call runs
+(`helpers.profiling.measure_peak_memory`, as in chapter 11), with glibc told to map every
+allocation above 128 kB separately so that freed memory really leaves the resident set between
+measurements. Max error
 is against float64 on up to 500 of the queries.
 """
 
@@ -28,32 +29,20 @@ import torch
 
 from helpers.data import target_function
 from helpers.pooling import nadaraya_watson
+from helpers.profiling import measure_peak_memory
 
 BANDWIDTH = 0.5
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def measure(fn, *args, **kwargs):
-    """Run fn(*args, **kwargs); return (result, seconds, peak extra resident MB or NaN)."""
+    """Run fn(*args, **kwargs); return (result, seconds, peak extra resident MB).
+
+    The memory reading is `helpers.profiling.measure_peak_memory`'s, the same as chapter 11's.
+    """
     gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak resident set size to the current one
-        base = _status_kb("VmRSS")
-    except OSError:
-        base = None
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    seconds = time.perf_counter() - start
-    extra = (_status_kb("VmHWM") - base) / 1024 if base is not None else math.nan
-    return out, seconds, max(extra, 0.0)
+    box = []
+    seconds, extra = measure_peak_memory(lambda: box.append(fn(*args, **kwargs)))
+    return box[0], seconds, extra
 
 
 def exp_rate(reps: int = 10) -> float:

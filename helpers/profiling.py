@@ -1,7 +1,7 @@
 """Measuring what a computation costs: wall time and the peak rise of resident memory.
 
-Used by chapter 11's memory table and by the benchmarks (`benchmarks/attention.py`,
-`benchmarks/llm_attention.py`), so a notebook and a benchmark measure memory the same way.
+Used by chapter 11's memory table and by the benchmarks `benchmarks/attention.py` and
+`benchmarks/nadaraya_watson.py`, so a notebook and a benchmark measure memory the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ def _status_kb(field: str) -> int:
     raise OSError(f"{field} not in /proc/self/status")
 
 
-
 def _rss_bytes() -> int:
     """Resident memory of this process in bytes (Linux /proc, else psutil: macOS, Windows)."""
     try:
@@ -32,7 +31,6 @@ def _rss_bytes() -> int:
         import psutil  # in requirements.txt; imported only where /proc is missing
 
         return psutil.Process().memory_info().rss
-
 
 
 def _release_free_heap() -> None:
@@ -50,7 +48,6 @@ def _release_free_heap() -> None:
         return
     trim.argtypes = [ctypes.c_size_t]
     trim(0)
-
 
 
 def measure_peak_memory(fn, interval: float = 0.001) -> tuple[float, float]:
