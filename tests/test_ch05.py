@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers_for_tests import run_check
 from references import pairwise_scores
 
 from helpers import attention
@@ -165,11 +166,6 @@ def test_demo_builds():
 # --- the self-checks -------------------------------------------------------------------------
 
 
-def _out(check, answer, capsys):
-    result = check(answer)
-    return result, capsys.readouterr().out
-
-
 def _np_masked_row(scores, valid_len):
     # independent: NumPy float64 from the definition (softmax over the first valid_len scores)
     s = np.asarray(scores, dtype=np.float64)
@@ -183,22 +179,26 @@ def test_masked_row(capsys):
     e1, e2 = math.exp(1), math.exp(2)
     want = [e1 / (e1 + e2), e2 / (e1 + e2), 0, 0]  # by hand
     np.testing.assert_allclose(_np_masked_row([1, 2, 3, 4], 2), want)
-    assert _out(ch05.check_masked_row, lambda s, n: list(_np_masked_row(s, n)), capsys)[0]
-    assert _out(ch05.check_masked_row, lambda s, n: torch.tensor(_np_masked_row(s, n)), capsys)[0]
+    assert run_check(ch05.check_masked_row, lambda s, n: list(_np_masked_row(s, n)), capsys)[0]
+    as_tensor = lambda s, n: torch.tensor(_np_masked_row(s, n))  # noqa: E731
+    assert run_check(ch05.check_masked_row, as_tensor, capsys)[0]
     wrong = {
         "no mask": lambda s, n: _np_masked_row(s, len(s)),
         "softmax over all, masked after": lambda s, n: np.where(
-            np.arange(len(s)) < n, np.exp(s) / np.exp(s).sum(), 0),
+            np.arange(len(s)) < n, np.exp(s) / np.exp(s).sum(), 0
+        ),
         "uniform for length 0 (d2l)": lambda s, n: (
-            np.full(len(s), 1 / len(s)) if n == 0 else _np_masked_row(s, n)),
+            np.full(len(s), 1 / len(s)) if n == 0 else _np_masked_row(s, n)
+        ),
         "valid ones only, no zeros": lambda s, n: _np_masked_row(s, n)[:n],
         "off by one": lambda s, n: _np_masked_row(s, n + 1),
     }
     for idea, fn in wrong.items():
-        ok, out = _out(ch05.check_masked_row, fn, capsys)
+        ok, out = run_check(ch05.check_masked_row, fn, capsys)
         assert not ok and "Not yet" in out and "0.2689" not in out, (idea, out)
-    assert _out(ch05.check_masked_row, None, capsys) == (False, REPLACE_NONE + "\n")
-    ok, out = _out(ch05.check_masked_row, [0.2689, 0.7311, 0, 0], capsys)  # numbers, no function
+    assert run_check(ch05.check_masked_row, None, capsys) == (False, REPLACE_NONE + "\n")
+    numbers = [0.2689, 0.7311, 0, 0]  # numbers, no function
+    ok, out = run_check(ch05.check_masked_row, numbers, capsys)
     assert not ok and "function" in out
 
 
@@ -218,13 +218,14 @@ def test_masked_row_refuses_masked_softmax_and_restores_it(capsys):
     )
     pasted, via_module = notebook["pasted"], notebook["via_module"]
     for fn in (pasted, via_module):
-        ok, out = _out(ch05.check_masked_row, fn, capsys)
+        ok, out = run_check(ch05.check_masked_row, fn, capsys)
         assert not ok and "without masked_softmax" in out
     assert notebook["masked_softmax"] is masked_softmax  # both restored afterwards
     assert attention.masked_softmax is masked_softmax
     torch.testing.assert_close(
         attention.masked_softmax(torch.tensor([[[1.0, 2, 3, 4]]]), torch.tensor([2]))[0, 0],
-        torch.tensor(_np_masked_row([1, 2, 3, 4], 2), dtype=torch.float32))
+        torch.tensor(_np_masked_row([1, 2, 3, 4], 2), dtype=torch.float32),
+    )
 
 
 def _numpy_max_weight(d, n_k, copies=1, seed=0, scale=1.0):
@@ -260,13 +261,16 @@ def test_unscaled_max_weight_helper_matches_numpy():
 
 def test_unscaled_max_weight_accepts_the_reasoned_and_measured_answers(capsys):
     few = _numpy_max_weight(64, 10)
-    ok, out = _out(ch05.check_unscaled_max_weight, 0.863 / 100, capsys)  # from chapter 4's 0.863
+    # from chapter 4's 0.863
+    ok, out = run_check(ch05.check_unscaled_max_weight, 0.863 / 100, capsys)
     assert ok and "Correct" in out and f"{_numpy_max_weight(64, 1000):.2f}" in out
-    assert _out(ch05.check_unscaled_max_weight, torch.tensor(few / 100), capsys)[0]
+    assert run_check(ch05.check_unscaled_max_weight, torch.tensor(few / 100), capsys)[0]
     for seed in range(10):  # the copies measured with other draws, shared keys or per query
-        for value in (_numpy_max_weight(64, 10, 100, seed=seed),
-                      _numpy_max_weight_per_query(64, 10, 100, seed)):
-            ok, out = _out(ch05.check_unscaled_max_weight, value, capsys)
+        for value in (
+            _numpy_max_weight(64, 10, 100, seed=seed),
+            _numpy_max_weight_per_query(64, 10, 100, seed),
+        ):
+            ok, out = run_check(ch05.check_unscaled_max_weight, value, capsys)
             assert ok, (seed, value, out)
 
 
@@ -276,7 +280,7 @@ def test_unscaled_max_weight_accepts_exactly_the_stated_tolerance(capsys):
     few = np.mean([_numpy_max_weight(64, 10, seed=s) for s in range(10)])
     assert centre == pytest.approx(few / 100, rel=1e-9)  # copies divide the weight, exactly
     for offset, accepted in [(-2.9e-4, True), (2.9e-4, True), (-3.1e-4, False), (3.1e-4, False)]:
-        assert _out(ch05.check_unscaled_max_weight, centre + offset, capsys)[0] is accepted
+        assert run_check(ch05.check_unscaled_max_weight, centre + offset, capsys)[0] is accepted
 
 
 def test_unscaled_max_weight_rejects_the_wrong_ideas(capsys):
@@ -294,38 +298,38 @@ def test_unscaled_max_weight_rejects_the_wrong_ideas(capsys):
         "d = 256 (the helper's default), over 100": _numpy_max_weight(256, 10) / 100,
     }
     for idea, value in wrong.items():
-        ok, out = _out(ch05.check_unscaled_max_weight, value, capsys)
+        ok, out = run_check(ch05.check_unscaled_max_weight, value, capsys)
         assert not ok and "Hint" in out, (idea, value, out)
         assert f"{few / 100:.5f}" not in out and f"{few / 100:.4f}" not in out
         assert f"{fresh:.2f}" not in out and f"{fresh:.3f}" not in out
-    ok, out = _out(ch05.check_unscaled_max_weight, "down", capsys)
+    ok, out = run_check(ch05.check_unscaled_max_weight, "down", capsys)
     assert not ok and out.startswith("Not yet:") and "number" in out
-    ok, out = _out(ch05.check_unscaled_max_weight, 86.3, capsys)  # a percentage
+    ok, out = run_check(ch05.check_unscaled_max_weight, 86.3, capsys)  # a percentage
     assert not ok and out.startswith("Not yet:") and "between 0 and 1" in out
-    assert _out(ch05.check_unscaled_max_weight, None, capsys) == (False, REPLACE_NONE + "\n")
+    assert run_check(ch05.check_unscaled_max_weight, None, capsys) == (False, REPLACE_NONE + "\n")
 
 
 def test_score_variance_passes_the_derived_and_simulated_answers(capsys):
-    assert _out(ch05.check_score_variance, 2, capsys)[0]  # 64 products of variance 1 * (1 + 1)
+    assert run_check(ch05.check_score_variance, 2, capsys)[0]  # 64 products of variance 1 * (1 + 1)
     for seed in range(5):  # what a reader following the exercise gets: 10,000 simulated pairs
         gen = torch.Generator().manual_seed(seed)
         q = torch.randn(10_000, 64, generator=gen)
         k = torch.randn(10_000, 64, generator=gen) + 1
         estimate = ((q * k).sum(-1) / 8).var()
-        ok, out = _out(ch05.check_score_variance, estimate, capsys)
+        ok, out = run_check(ch05.check_score_variance, estimate, capsys)
         assert ok, (seed, float(estimate), out)
     for wrong in (1, 64, 128):  # centred keys; no 1/√d; no 1/√d and off-centre
-        ok, out = _out(ch05.check_score_variance, wrong, capsys)
+        ok, out = run_check(ch05.check_score_variance, wrong, capsys)
         assert not ok and "Hint" in out and "= 2" not in out
         for step in ("mean²", "variance + mean", "E[k_i²]", "(1 + 1)", "= 2"):
             assert step not in out  # the hint points at the idea, not the derivation
 
 
 def test_causal_lengths(capsys):
-    assert _out(ch05.check_causal_lengths, [[3, 4, 5, 6]], capsys)[0]
-    assert _out(ch05.check_causal_lengths, torch.tensor([[3, 4, 5, 6]]), capsys)[0]
+    assert run_check(ch05.check_causal_lengths, [[3, 4, 5, 6]], capsys)[0]
+    assert run_check(ch05.check_causal_lengths, torch.tensor([[3, 4, 5, 6]]), capsys)[0]
     for wrong in ([[1, 2, 3, 4]], [[2, 3, 4, 5]], [3, 4, 5, 6]):
-        ok, out = _out(ch05.check_causal_lengths, wrong, capsys)
+        ok, out = run_check(ch05.check_causal_lengths, wrong, capsys)
         assert not ok and "[3, 4, 5, 6]" not in out
-    ok, out = _out(ch05.check_causal_lengths, torch.tensor([[3.0, 4, 5, 6]]), capsys)
+    ok, out = run_check(ch05.check_causal_lengths, torch.tensor([[3.0, 4, 5, 6]]), capsys)
     assert not ok and "whole numbers" in out
