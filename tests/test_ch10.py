@@ -4,6 +4,8 @@ answers, hint at wrong ones and never print the answer."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -199,11 +201,20 @@ def _induction_keys():  # a reference by brute search over the printed sequence
     return [j for j in range(1, 13) if toks[j - 1] == toks[-1]]
 
 
-def _top2_second():  # a reference through next_token_probs, the book's sampling rule
-    from helpers.transformer import next_token_probs
+def _runner_up_temperature():  # by hand: two kept tokens, gap 1: 1 / (1 + e^(1/T)) = 0.1
+    return 1 / math.log(9)
 
-    p = next_token_probs(torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0], dtype=torch.float64), 0.5, 2)
-    return float(p[1])
+
+def _temperature_without_top_k():  # the wrong idea of a softmax over all five logits (NumPy)
+    from scipy.optimize import brentq
+
+    logits = np.array([2.0, 1.0, 0.5, 0.0, -1.0])
+
+    def runner_up(t):
+        e = np.exp(logits / t)
+        return e[1] / e.sum() - 0.1
+
+    return brentq(runner_up, 0.05, 5.0, xtol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -215,10 +226,10 @@ def _top2_second():  # a reference through next_token_probs, the book's sampling
         (ch10.check_induction_keys, _induction_keys(),
          [[0, 3, 7, 10], [11], [1, 4, 8], [1, 4, 8, 11, 14], [2]],
          ["one", [1.5, 4]]),
-        (ch10.check_top_k_prob, _top2_second(),
-         [1 - _top2_second(), 0.2, float(torch.softmax(torch.tensor([4.0, 2, 1, 0, -2]), 0)[1]),
-          float(torch.softmax(torch.tensor([2.0, 1.0]), 0)[1])],
-         ["half", [0.1, 0.2]]),
+        (ch10.check_top_k_temperature, _runner_up_temperature(),
+         [_temperature_without_top_k(), 1 / _runner_up_temperature(), 1 / math.log(10), 0.5,
+          -_runner_up_temperature()],
+         ["hot", [0.4, 0.5]]),
     ],
 )
 def test_checks(check, right, wrongs, malformed, capsys):

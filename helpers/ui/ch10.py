@@ -27,7 +27,7 @@ __all__ = [
     "check_induction_keys",
     "check_kv_cache_bytes",
     "check_one_layer_model",
-    "check_top_k_prob",
+    "check_top_k_temperature",
     "sampling_explorer",
 ]
 
@@ -244,35 +244,51 @@ def check_induction_keys(answer: Any, tokens: tuple[int, ...] = INDUCTION_TOKENS
                  "mixes what followed each copy.")
 
 
-# Exercise 3: the probability of one token after temperature and top-k.
+# Exercise 3: the temperature at which top-k sampling draws the runner-up one time in ten.
 TOP_K_LOGITS = (2.0, 1.0, 0.5, 0.0, -1.0)
+TOP_K_TARGET = 0.1
+
+
+def _runner_up_prob(temperature: float, logits: tuple[float, ...], top_k: int | None) -> float:
+    """P(the token of the second-largest logit) under temperature and top-k, in float64."""
+    probs = next_token_probs(torch.tensor(logits, dtype=torch.float64), temperature, top_k)
+    return float(probs[logits.index(sorted(logits, reverse=True)[1])])
+
+
+def _temperature_for(target: float, logits: tuple[float, ...], top_k: int | None) -> float:
+    """The temperature at which the runner-up is drawn with probability `target` (bisection:
+    that probability rises with the temperature)."""
+    lo, hi = 1e-3, 1e3
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if _runner_up_prob(mid, logits, top_k) < target else (lo, mid)
+    return math.sqrt(lo * hi)
 
 
 @self_check
-def check_top_k_prob(
+def check_top_k_temperature(
     answer: Any, logits: tuple[float, ...] = TOP_K_LOGITS, top_k: int = 2,
-    temperature: float = 0.5, rank: int = 1,
+    target: float = TOP_K_TARGET,
 ) -> bool:
-    """Exercise 3: the probability that sampling with `temperature` and `top_k` picks the token
-    of the rank-th largest logit (rank 0 is the largest)."""
+    """Exercise 3: the temperature at which sampling with `top_k` draws the token of the
+    second-largest logit with probability `target`. With two tokens kept, only the gap between
+    their logits counts: target = 1 / (1 + exp(gap / T))."""
     got = as_number(answer)
-    order = sorted(logits, reverse=True)
-
-    def prob(temp: float, k: int) -> float:
-        e = [math.exp(x / temp) for x in order]
-        return e[rank] / sum(e[:k])
-
-    want = prob(temperature, top_k)
-    hint = ("divide the logits by the temperature, keep the top_k largest, and take the softmax "
-            "over the kept ones only.")
-    if math.isclose(got, prob(temperature, len(order)), rel_tol=2e-3):
-        hint = "top-k renormalises: the tokens it drops no longer share the mass."
-    elif math.isclose(got, prob(1.0, top_k), rel_tol=2e-3):
-        hint = "the temperature divides the logits before the softmax."
-    elif math.isclose(got, 1 - want, rel_tol=2e-3):
-        hint = "that is the other kept token's probability."
-    return check(abs(got - want) <= 2e-3, hint,
-                 "Correct: a temperature below 1 widens the gap between the kept tokens.")
+    want = _temperature_for(target, logits, top_k)
+    hint = ("with top_k = 2 only two tokens are left: write the runner-up's probability as a "
+            "function of the gap between their logits and T, set it to the target, solve for T.")
+    if got <= 0:
+        hint = "a temperature is positive; near 0 the runner-up is never drawn."
+    elif math.isclose(got, _temperature_for(target, logits, None), rel_tol=5e-3):
+        hint = "top-k renormalises over the kept tokens: the dropped ones no longer share the mass."
+    elif math.isclose(got, 1 / want, rel_tol=5e-3):
+        hint = "the temperature divides the logits; check the direction of your last step."
+    elif math.isclose(got, 1 / math.log(1 / target), rel_tol=5e-3):
+        hint = ("the runner-up's odds against the top token are target / (1 - target), not "
+                "the target itself.")
+    return check(math.isclose(got, want, rel_tol=2e-3), hint,
+                 "Correct: with two tokens kept the other logits play no part, and a lower "
+                 "temperature would make the runner-up rarer still.")
 
 
 # Exercise 4: the test sequences of section 10.2 (256 sequences, 12 + 12 tokens, seed 1).
