@@ -103,6 +103,12 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000):
         super().__init__()
+        for name, value in (("num_hiddens", num_hiddens), ("max_len", max_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
         self.embedding = nn.Embedding(max_len, num_hiddens)
         self.dropout = nn.Dropout(dropout)
         self.max_len = max_len

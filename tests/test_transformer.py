@@ -87,6 +87,18 @@ def test_positions_past_max_len_raise():
         PositionalEncoding(7, 0.0)
 
 
+def test_learned_positional_embedding_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="num_hiddens must be an int >= 1, got 0"):
+        LearnedPositionalEmbedding(0, 0.0)
+    with pytest.raises(ValueError, match="max_len must be an int >= 1, got 10.0"):
+        LearnedPositionalEmbedding(8, 0.0, max_len=10.0)
+    with pytest.raises(ValueError, match="dropout must be a number in"):
+        LearnedPositionalEmbedding(8, 1.5)
+    pe = LearnedPositionalEmbedding(8, 0.0, max_len=10)
+    with pytest.raises(ValueError, match=r"\(1, 5, 7\)"):
+        pe(torch.zeros(1, 5, 7))  # the wrong width, named with the shape
+
+
 def test_bad_widths_and_ranks_raise():
     with pytest.raises(ValueError, match="multiple of num_heads"):
         TransformerEncoderBlock(10, 16, 3, 0.0)
