@@ -29,6 +29,7 @@ __all__ = [
     "freeze_background",
     "plot",
     "plot_kernel_reg",
+    "regression_weight_map",
     "set_figsize",
     "show_figure",
     "show_heatmaps",
@@ -103,6 +104,18 @@ def weight_image(ax, n_q: int, n_k: int, ticks=(0, 0.02, 0.1, 0.25, 0.5, 1)):
     ax.figure.colorbar(
         ScalarMappable(norm=WEIGHT_NORM, cmap=WEIGHT_CMAP), ax=ax, shrink=0.85, ticks=list(ticks)
     )
+    return image
+
+
+def regression_weight_map(ax, x_test, n_train: int):
+    """`weight_image` for chapters 2 and 3's regression: test inputs (queries, labelled by their x
+    every 10 rows) against training inputs (keys, every 10th position). Returns the image."""
+    n_test = len(x_test)
+    image = weight_image(ax, n_test, n_train)
+    ax.set(xlabel="training inputs (keys)", ylabel="test inputs (queries)")
+    ticks = list(range(0, n_test, 10))
+    ax.set_yticks(ticks, [f"{x_test[i]:.1f}" for i in ticks])
+    ax.set_xticks(range(0, n_train, 10))
     return image
 
 

@@ -295,6 +295,17 @@ def _loo_mse_of(net, x, keys, values, y) -> float:
     return float(np.mean((out - y.double().numpy()) ** 2))
 
 
+def _fit_adam(net, queries, keys, values, y, lr, steps=300):
+    """Train `net` for `steps` full-batch Adam steps on the squared error; return it."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((net(queries, keys, values) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+    return net
+
+
 def test_check_own_pooling_asks_for_attention_pooling(regression_data, capsys, one_thread):
     """Models that beat the best single w without being attention pooling are rejected."""
     x_t, y_t = regression_data.x_train, regression_data.y_train
@@ -343,13 +354,7 @@ def test_check_own_pooling_asks_for_attention_pooling(regression_data, capsys, o
             return (torch.softmax(s, dim=1) * values).sum(dim=1)
 
     torch.manual_seed(0)
-    mlp = MLPOnX()
-    opt = torch.optim.Adam(mlp.parameters(), lr=0.03)
-    for _ in range(300):
-        opt.zero_grad()
-        loss = ((mlp(x_t, keys, values) - y_t) ** 2).mean()
-        loss.backward()
-        opt.step()
+    mlp = _fit_adam(MLPOnX(), x_t, keys, values, y_t, lr=0.03)
     cheats = {
         "an MLP on x": (mlp, ("follow its values", "range")),
         "a table of outputs": (Table(), ("follow its values", "range")),
@@ -383,13 +388,7 @@ def test_check_own_pooling_asks_for_attention_pooling(regression_data, capsys, o
             return (torch.softmax(s, dim=1) * values).sum(dim=1)
 
     torch.manual_seed(0)
-    net = DifferenceScores()
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    for _ in range(300):
-        opt.zero_grad()
-        loss = ((net(x_t, keys, values) - y_t) ** 2).mean()
-        loss.backward()
-        opt.step()
+    net = _fit_adam(DifferenceScores(), x_t, keys, values, y_t, lr=0.01)
     assert _loo_mse_of(net, x_t, keys, values, y_t) < 0.98 * best
     assert ch03.check_own_pooling(net)
     assert "Correct" in capsys.readouterr().out

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from helpers.data import RegressionData, make_regression_data
-from helpers.plotting import freeze_background, to_numpy, weight_image, weights_rgba
+from helpers.plotting import freeze_background, regression_weight_map, to_numpy, weights_rgba
 from helpers.pooling import KERNELS, attention_weights, leave_one_out_mse
 from helpers.ui.checks import ReaderError, as_number, as_tensor, check, self_check
 from helpers.ui.explorer import EXPLORER_DPI, build_explorer
@@ -77,12 +77,8 @@ class NWExplorerFigure:
         ax_w.set_ylabel("weight")
         self.w_title = _title(ax_w)
         # RGBA pixels on the fixed 0-1 scale, with the matching colour bar
-        self.image = weight_image(ax_map, n_test, n_train)
+        self.image = regression_weight_map(ax_map, x_test, n_train)
         self.row_line = ax_map.axhline(0, color="tab:blue", lw=0.8)
-        ax_map.set(xlabel="training inputs (keys)", ylabel="test inputs (queries)")
-        ticks = list(range(0, n_test, 10))
-        ax_map.set_yticks(ticks, [f"{x_test[i]:.1f}" for i in ticks])
-        ax_map.set_xticks(range(0, n_train, 10))
         self.map_title = _title(ax_map)
         self.figure = fig
         dynamic = [self.fit, self.query_line, self.star, self.fit_title, self.stems]

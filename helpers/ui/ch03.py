@@ -16,7 +16,7 @@ from matplotlib.text import Text
 from torch import nn
 
 from helpers.data import RegressionData, make_regression_data
-from helpers.plotting import freeze_background, to_numpy, weight_image, weights_rgba
+from helpers.plotting import freeze_background, regression_weight_map, to_numpy, weights_rgba
 from helpers.pooling import (
     NWKernelRegression,
     leave_one_out,
@@ -89,11 +89,7 @@ class LossExplorerFigure:
         ax_fit.legend(fontsize=6.5, loc="lower right", ncol=2)
         self.fit_title = _title(ax_fit)
         # RGBA pixels on the fixed 0-1 scale, with the matching colour bar
-        self.image = weight_image(ax_map, n_test, n_train)
-        ax_map.set(xlabel="training inputs (keys)", ylabel="test inputs (queries)")
-        ticks = list(range(0, n_test, 10))
-        ax_map.set_yticks(ticks, [f"{x_test[i]:.1f}" for i in ticks])
-        ax_map.set_xticks(range(0, n_train, 10))
+        self.image = regression_weight_map(ax_map, x_test, n_train)
         self.map_title = _title(ax_map)
         self.figure = fig
         dynamic = [self.dot, self.loss_title, self.fit, self.fit_title, self.image, self.map_title]
