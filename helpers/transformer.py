@@ -63,6 +63,13 @@ def _check_x(X: torch.Tensor, name: str = "X", width: int | None = None) -> None
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_sizes(**sizes) -> None:
+    """A ValueError naming the first size that is not a positive int (bool is not an int here)."""
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 class PositionalEncoding(nn.Module):
     """Sinusoidal positional encoding (d2l 1.0): X + P[:, offset : offset + T], then dropout.
 
@@ -71,9 +78,7 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000):
         super().__init__()
-        for name, value in (("num_hiddens", num_hiddens), ("max_len", max_len)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        _check_sizes(num_hiddens=num_hiddens, max_len=max_len)
         if num_hiddens % 2:
             raise ValueError(f"num_hiddens must be even (sin/cos pairs), got {num_hiddens}")
         self.dropout = nn.Dropout(dropout)
@@ -103,12 +108,7 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000):
         super().__init__()
-        for name, value in (("num_hiddens", num_hiddens), ("max_len", max_len)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
-                or not 0 <= dropout <= 1:
-            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        _check_sizes(num_hiddens=num_hiddens, max_len=max_len)
         self.embedding = nn.Embedding(max_len, num_hiddens)
         self.dropout = nn.Dropout(dropout)
         self.max_len = max_len

@@ -87,12 +87,14 @@ def test_positions_past_max_len_raise():
         PositionalEncoding(7, 0.0)
 
 
-def test_learned_positional_embedding_refuses_bad_arguments():
-    with pytest.raises(ValueError, match="num_hiddens must be an int >= 1, got 0"):
+def test_position_modules_refuse_bad_sizes():
+    with pytest.raises(ValueError, match="num_hiddens must be a positive int, got 0"):
         LearnedPositionalEmbedding(0, 0.0)
-    with pytest.raises(ValueError, match="max_len must be an int >= 1, got 10.0"):
+    with pytest.raises(ValueError, match="max_len must be a positive int, got 0"):
+        PositionalEncoding(8, 0.0, max_len=0)  # the same check for the sinusoidal table
+    with pytest.raises(ValueError, match="max_len must be a positive int, got 10.0"):
         LearnedPositionalEmbedding(8, 0.0, max_len=10.0)
-    with pytest.raises(ValueError, match="dropout must be a number in"):
+    with pytest.raises(ValueError, match="between 0 and 1, but got 1.5"):  # nn.Dropout's message
         LearnedPositionalEmbedding(8, 1.5)
     pe = LearnedPositionalEmbedding(8, 0.0, max_len=10)
     with pytest.raises(ValueError, match=r"\(1, 5, 7\)"):
