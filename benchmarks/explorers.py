@@ -24,32 +24,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import helpers.ui  # noqa: E402
+from helpers.ui import explorer  # noqa: E402
 
 TARGET_MS = 100.0
 
 
 def control_values(control, moves: int) -> list:
-    """Up to `moves` values for a control, other than its current one, spread over its range."""
-    import numpy as np
-
+    """Up to `moves` values for a control, other than its current one, spread over its range
+    (`helpers.ui.explorer.control_values`); a checkbox toggles and back."""
     current = control.value
-    if hasattr(control, "options") and control.options:
-        opts = [o[1] if isinstance(o, tuple) else o for o in control.options]
-        values = [v for v in opts if v != current]
-    elif isinstance(current, bool):
-        values = [not current, current]
-    elif hasattr(control, "min") and hasattr(control, "max"):
-        lo, hi = control.min, control.max
-        grid = np.linspace(lo, hi, moves + 1)
-        if hasattr(control, "base"):  # FloatLogSlider: min/max are exponents
-            grid = control.base ** grid
-        if isinstance(current, int):
-            grid = sorted({int(round(v)) for v in grid})
-        values = [v for v in grid if v != current]
-    else:
-        values = []
-    values = values[:moves]
-    # Cycle through the options again if there are fewer than `moves`.
+    values = [v for v in explorer.control_values(control, moves + 1) if v != current][:moves]
+    if len(values) == 1:
+        values.append(current)
+    # Cycle through the values again if there are fewer than `moves`.
     while values and len(values) < moves:
         values = values + values[: moves - len(values)]
     return values

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from helpers import ui
 from helpers.ui import checks
 from helpers.ui.checks import REPLACE_NONE, as_number, matches, self_check
-from helpers.ui.explorer import build_explorer, figure_png
+from helpers.ui.explorer import build_explorer, control_values, figure_png
 
 # Import every chapter module so that all their checks are registered in checks.CHECKS.
 CHAPTER_MODULES = sorted(
@@ -60,6 +60,19 @@ def test_figure_png_has_the_figure_size_at_the_explorer_dpi():
     fig.subplots().plot([0, 1], [0, 1])
     img = Image.open(io.BytesIO(figure_png(fig, dpi=50)))
     assert img.size == (200, 150)
+
+
+def test_control_values_cover_both_ends_of_a_slider():
+    GRID = 16
+    wide = control_values(widgets.IntSlider(value=3, min=0, max=100), GRID)
+    assert wide[0] == 0 and wide[-1] == 100 and len(wide) == GRID
+    assert control_values(widgets.IntSlider(value=3, min=1, max=6), GRID) == [1, 2, 3, 4, 5, 6]
+    floats = control_values(widgets.FloatSlider(value=0.5, min=0.1, max=2.0, step=0.1), GRID)
+    assert floats[0] == pytest.approx(0.1) and floats[-1] == pytest.approx(2.0)
+    logs = control_values(widgets.FloatLogSlider(value=1, base=10, min=-2, max=2), GRID)
+    assert logs[0] == pytest.approx(0.01) and logs[-1] == pytest.approx(100)
+    assert control_values(widgets.Dropdown(options=[("a", 1), ("b", 2)], value=1), GRID) == [1, 2]
+    assert control_values(widgets.Checkbox(value=True), GRID) == [False, True]
 
 
 def test_as_number_and_matches_accept_ints_floats_and_tensors():

@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import numpy as np
 import pytest
 
 from helpers import ui
+from helpers.ui.explorer import control_values
 
-GRID = 9  # values per slider with more values than this: both ends and evenly between
+GRID = 16  # values per slider with more values than this: both ends and evenly between
 
 
 def _chapter_modules() -> list[str]:
@@ -33,28 +33,6 @@ DEMOS = [
 ]
 
 
-def sweep_values(control) -> list:
-    """The values a control is swept through, in order, covering its whole range."""
-    if hasattr(control, "options") and control.options:
-        return [o[1] if isinstance(o, tuple) else o for o in control.options]
-    if isinstance(control.value, bool):
-        return [False, True]
-    lo, hi = control.min, control.max
-    if isinstance(control.value, int):
-        step = getattr(control, "step", 1) or 1
-        values = list(range(lo, hi + 1, step))
-        if len(values) <= 2 * GRID:
-            return values
-        return sorted({values[round(i)] for i in np.linspace(0, len(values) - 1, GRID)})
-    grid = np.linspace(lo, hi, GRID)
-    if hasattr(control, "base"):  # FloatLogSlider: min and max are exponents
-        grid = control.base**grid
-    step = getattr(control, "step", None)
-    if step and not hasattr(control, "base"):  # values a slider can hold
-        grid = np.unique(lo + np.round((grid - lo) / step) * step)
-    return [float(v) for v in grid]
-
-
 def test_every_chapter_with_explorers_lists_them():
     assert len(DEMOS) >= 12, DEMOS
 
@@ -65,7 +43,7 @@ def test_every_control_changes_the_picture_over_its_whole_range(mod, name):
     box = importlib.import_module(f"helpers.ui.{mod}").EXPLORER_DEMOS[name]()
     for key, control in box.controls.items():
         start = control.value
-        values = sweep_values(control)
+        values = control_values(control, GRID)
         assert len(values) >= 2, f"{mod} {name}: control {key!r} has a single value"
         control.value = values[0]
         box.refresh()  # draw even when the first value is the current one
@@ -78,16 +56,3 @@ def test_every_control_changes_the_picture_over_its_whole_range(mod, name):
             previous = box.png
         control.value = start
 
-
-def test_the_sweep_covers_both_ends_of_a_slider():
-    import ipywidgets as widgets
-
-    wide = sweep_values(widgets.IntSlider(value=3, min=0, max=100))
-    assert wide[0] == 0 and wide[-1] == 100 and len(wide) == GRID
-    assert sweep_values(widgets.IntSlider(value=3, min=1, max=6)) == [1, 2, 3, 4, 5, 6]
-    floats = sweep_values(widgets.FloatSlider(value=0.5, min=0.1, max=2.0, step=0.1))
-    assert floats[0] == pytest.approx(0.1) and floats[-1] == pytest.approx(2.0)
-    logs = sweep_values(widgets.FloatLogSlider(value=1, base=10, min=-2, max=2))
-    assert logs[0] == pytest.approx(0.01) and logs[-1] == pytest.approx(100)
-    assert sweep_values(widgets.Dropdown(options=[("a", 1), ("b", 2)], value=1)) == [1, 2]
-    assert sweep_values(widgets.Checkbox(value=True)) == [False, True]

@@ -17,10 +17,17 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["EXPLORER_DPI", "build_explorer", "explorer_by_model_id", "figure_png"]
+__all__ = [
+    "EXPLORER_DPI",
+    "build_explorer",
+    "control_values",
+    "explorer_by_model_id",
+    "figure_png",
+]
 
 EXPLORER_DPI = 80  # enough for a figure of 8-11 inches in a notebook column; small PNGs
 
@@ -72,6 +79,29 @@ def build_explorer(
     box.refresh = refresh
     refresh()
     return box
+
+
+def control_values(control: widgets.Widget, n: int) -> list:
+    """Values of a control in order, covering its whole range from end to end: every option of
+    a dropdown, both values of a checkbox, every value of an integer slider that has at most `n`,
+    else `n` evenly spaced values (on the slider's step; evenly in the exponent for a log
+    slider). Tests sweep a control through them; benchmarks time the redraws."""
+    if getattr(control, "options", None):
+        return [o[1] if isinstance(o, tuple) else o for o in control.options]
+    if isinstance(control.value, bool):
+        return [False, True]
+    lo, hi = control.min, control.max
+    if isinstance(control.value, int):
+        every = list(range(lo, hi + 1, getattr(control, "step", 1) or 1))
+        if len(every) <= n:
+            return every
+        return sorted({every[round(i)] for i in np.linspace(0, len(every) - 1, n)})
+    grid = np.linspace(lo, hi, n)
+    if hasattr(control, "base"):  # FloatLogSlider: min and max are exponents
+        grid = control.base**grid
+    elif getattr(control, "step", None):  # values the slider can hold
+        grid = np.unique(lo + np.round((grid - lo) / control.step) * control.step)
+    return [float(v) for v in grid]
 
 
 def explorer_by_model_id(model_id: str) -> widgets.Widget | None:
