@@ -144,8 +144,16 @@ def test_mask_explorer_draws_the_mask_and_one_querys_keys():
     assert box.state["visible"] == [0, 1, 6, 7, 8, 9] and box.state["count"] == 6
     np.testing.assert_array_equal(box.figure.axes[0].images[0].get_array(), want.astype(float))
     assert "query 9 sees 6 keys: 0-1, 6-9" in box.figure.axes[0].get_title()
-    box.controls["window"].value = 24  # no window: causal
+    assert box.controls["window"].max == 22  # 24 positions, 2 sinks: wider changes nothing
+    box.controls["window"].value = box.controls["window"].max  # the widest window: causal
     np.testing.assert_array_equal(box.state["mask"], np.tril(np.ones((24, 24), dtype=bool)))
+    box.controls["sinks"].value = 0
+    assert box.controls["window"].max == 24
+    box.controls["window"].value = 23  # one narrower than the widest: key 0 drops out of row 23
+    assert not box.state["mask"][23, 0]
+    box.controls["sinks"].value = 2
+    box.controls["window"].value = 21  # with 2 sinks: key 2 drops out of row 23
+    assert not box.state["mask"][23, 2] and box.state["mask"][23, :2].all()
     box.controls["documents"].value = "three packed documents"  # 0-7, 8-13, 14-23
     box.controls["query"].value = 16
     assert box.state["visible"] == [14, 15, 16]

@@ -204,15 +204,30 @@ def mask_explorer(n: int = 24) -> widgets.VBox:
         return fig, {"mask": mask.numpy(), "visible": keys, "count": len(keys)}
 
     controls = {
-        "window": widgets.IntSlider(value=6, min=1, max=n, description="window"),
+        "window": widgets.IntSlider(value=6, min=1, max=widest_window(n, 2, "one document"),
+                                    description="window"),
         "sinks": widgets.IntSlider(value=2, min=0, max=4, description="sinks"),
         "documents": widgets.Dropdown(options=["one document", "three packed documents"],
                                       value="one document", description="layout"),
         "query": widgets.IntSlider(value=n - 1, min=0, max=n - 1, description="query"),
     }
+
+    def bound_window(_change: dict) -> None:  # wider windows would draw the same causal mask
+        controls["window"].max = widest_window(n, controls["sinks"].value,
+                                               controls["documents"].value)
+
+    for name in ("sinks", "documents"):
+        controls[name].observe(bound_window, names="value")  # before the redraw's observer
     return build_explorer(controls, draw, title=f"Who sees whom: a mask of {n} positions (rows: "
-                          "queries, columns: keys; window = "
-                          f"{n} means no window; the blue box is the chosen query)")
+                          "queries, columns: keys; the widest window is no window; the blue "
+                          "box is the chosen query)")
+
+
+def widest_window(n: int, num_sinks: int, layout: str) -> int:
+    """The smallest window whose mask is the plain causal one (within documents): the longest
+    document's length minus the sinks, since its last query then sees every earlier key."""
+    longest = int(torch.bincount(_doc_ids(n, layout)).max())
+    return max(longest - num_sinks, 1)
 
 
 def _ranges(keys: list[int]) -> str:
