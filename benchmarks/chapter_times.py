@@ -6,9 +6,9 @@
 
 Each notebook is executed by a new Jupyter kernel (nbclient, as `tools/run_notebooks.py` does),
 and nothing is written back. The table gives the wall time of the run (kernel start included),
-the time spent in cells, and the slowest cell with its share. The target is at most 15 s per
-chapter on a 2-core CPU; the last line gives the whole book. Times vary with the machine and with
-what else it runs: take the best of a few runs on a quiet machine.
+the time spent in cells, and the slowest cell (its index and seconds). The target is at most
+15 s per chapter on a 2-core CPU; the last line gives the whole book. Times vary with the
+machine and with what else it runs: take the best of a few runs on a quiet machine.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ TARGET_S = 15.0
 
 
 def _seconds(cell) -> float:
-    """A code cell's execution time from the timing nbclient records in its metadata."""
+    """A code cell's execution time from the timestamps nbclient records in its metadata."""
     timing = cell.metadata.get("execution", {})
-    start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
-    if not (start and end):
+    stamps = [timing.get(k) for k in ("iopub.execute_input", "shell.execute_reply")]
+    if not all(stamps):
         return 0.0
-    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
-    return (parse(end) - parse(start)).total_seconds()
+    start, end = (datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps)
+    return (end - start).total_seconds()
 
 
 def run_once(path: Path) -> tuple[float, float, int, float]:

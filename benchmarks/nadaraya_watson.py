@@ -10,8 +10,7 @@ time is reported as a multiple of it. Fast runs are repeated and the best is kep
 memory is the rise of the process's resident set while the call runs
 (`helpers.profiling.measure_peak_memory`, as in chapter 11), with glibc told to map every
 allocation above 128 kB separately so that freed memory really leaves the resident set between
-measurements. Max error
-is against float64 on up to 500 of the queries.
+measurements. Max error is against float64 on up to 500 of the queries.
 """
 
 from __future__ import annotations
